@@ -1,0 +1,112 @@
+"""The portal's refusals, one place for DESIGN.md section 6: 303 to login for browsers, 401 JSON
+with `WWW-Authenticate` for everything else, 403 by Accept, 400 for malformed paths. WebSocket
+handshakes are refused with the same status through `websocket.http.response` when the server
+offers it, else closed before accept."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from .pages.templates import render_error
+from .types import Receive, Scope, Send
+
+
+def header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def wants_html(scope: Scope) -> bool:
+    return "text/html" in header(scope, b"accept")
+
+
+def is_browser(scope: Scope) -> bool:
+    """A browser navigation: GET or HEAD whose Accept names text/html (`*/*` alone is not one)."""
+    return scope.get("method") in ("GET", "HEAD") and wants_html(scope)
+
+
+def full_path(scope: Scope) -> str:
+    path = str(scope.get("path", "/"))
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+async def send_response(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    *,
+    websocket: bool = False,
+) -> None:
+    prefix = "websocket.http.response" if websocket else "http.response"
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *(extra or []),
+    ]
+    await send({"type": f"{prefix}.start", "status": status, "headers": headers})
+    await send({"type": f"{prefix}.body", "body": body})
+
+
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send, status: int) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = json.dumps({"error": _ERRORS.get(status, "refused")}).encode()
+        await send_response(send, status, body, "application/json", websocket=True)
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+_ERRORS = {
+    400: "bad_request",
+    401: "authentication_required",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+_TITLES = {
+    400: ("Bad request", "This address is not one the portal accepts."),
+    403: ("Not for your level", "Your account does not have access to this product."),
+    404: ("Not found", "There is nothing at this address."),
+    503: ("Unavailable", "The portal cannot reach its database right now. Try again shortly."),
+}
+
+
+async def refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    *,
+    title: str = "portal-asgi",
+    detail: str | None = None,
+) -> None:
+    """Answer `status` in the form the client understands (HTML, JSON or a refused handshake)."""
+    if scope["type"] == "websocket":
+        await refuse_websocket(scope, receive, send, status)
+        return
+    if status == 401:
+        if is_browser(scope):
+            location = "/auth/login?next=" + quote(full_path(scope), safe="/")
+            await send_response(send, 303, b"", "text/plain", [(b"location", location.encode())])
+        else:
+            body = b'{"error": "authentication_required"}'
+            extra = [(b"www-authenticate", b'Bearer realm="portal"')]
+            await send_response(send, 401, body, "application/json", extra)
+        return
+    if wants_html(scope):
+        heading, text = _TITLES.get(status, ("Refused", "The portal refused this request."))
+        page = render_error(status=status, heading=heading, text=detail or text, title=title)
+        await send_response(send, status, page.encode(), "text/html; charset=utf-8")
+    else:
+        body = json.dumps({"error": _ERRORS.get(status, "refused")}).encode()
+        await send_response(send, status, body, "application/json")

@@ -1,0 +1,150 @@
+"""The request path, top to bottom:
+
+    Portal                      lifespan: settings, database, change feed, product lifespans
+      PathCheck                 ambiguous paths answer 400 before routing
+        Identity                cookie or Bearer -> scope["user"], scope["auth"]; X-Portal-* headers
+          Starlette router      portal pages, then one Mount(path, LevelGuard(level, product))
+                                per [[mount]], longest path first
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .answers import refuse
+from .exceptions import PortalError
+from .guard import LevelGuard
+from .identity import Identity
+from .paths import PathCheck
+from .pages.auth import AuthPages
+from .pages.catalogue import Catalogue
+from .pages.system import SystemPages
+from .runtime import Runtime, build_runtime, running
+from .settings import Settings, load_settings
+from .types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger("portal_asgi")
+
+
+def _guarded_route(path: str, endpoint: Any, level: str, runtime: Runtime) -> Route:
+    app = Route(path, endpoint).app
+    guard = LevelGuard(
+        app, path=path, required=lambda: level, levels=runtime.levels, title=runtime.settings.portal.title
+    )
+    return Route(path, guard, methods=["GET", "HEAD"])
+
+
+def routes(runtime: Runtime) -> list[BaseRoute]:
+    title = runtime.settings.portal.title
+    table: list[BaseRoute] = [
+        *AuthPages(runtime).routes(),
+        *SystemPages(runtime).routes(),
+        _guarded_route("/", Catalogue(runtime).endpoint, runtime.levels.lowest, runtime),
+        Mount("/static", StaticFiles(packages=[("portal_asgi", "static")]), name="static"),
+    ]
+    for product in runtime.products:  # already longest path first
+        path = product.mount.path
+        guard = LevelGuard(
+            product.app,
+            path=path,
+            required=lambda path=path: runtime.policy.level(path),  # type: ignore[misc]
+            levels=runtime.levels,
+            title=title,
+        )
+        table.append(Mount(path, app=guard))
+    return table
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    return _AnswerResponse(status)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _AnswerResponse(500)
+
+
+class _AnswerResponse(Response):
+    """A refusal from answers.py, as a Response for Starlette's exception handlers."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status_code=status)
+        self._status = status
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await refuse(scope, receive, send, self._status)
+
+
+def build_app(runtime: Runtime) -> Starlette:
+    identity: dict[str, Any] = {
+        "codec": runtime.codec,
+        "directory": runtime.directory,
+        "levels": runtime.levels,
+        "cookie": runtime.cookie,
+        "idle_timeout": runtime.settings.auth.idle_timeout,
+    }
+    app = Starlette(
+        routes=routes(runtime),
+        middleware=[Middleware(PathCheck), Middleware(Identity, **identity)],
+        exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},
+    )
+    app.state.runtime = runtime
+    return app
+
+
+class Portal:
+    """`portal_asgi:app`. Importing it touches nothing: settings are read, the database opened
+    and products imported when the server sends the lifespan startup event."""
+
+    def __init__(self, settings: Settings | str | os.PathLike[str] | None = None) -> None:
+        self._source = settings
+        self.runtime: Runtime | None = None
+        self._app: ASGIApp | None = None
+
+    def _settings(self) -> Settings:
+        if isinstance(self._source, Settings):
+            return self._source
+        return load_settings(self._source)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if self._app is None:
+            await refuse(scope, receive, send, 503)
+            return
+        await self._app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                runtime = build_runtime(self._settings())
+                await stack.enter_async_context(running(runtime))
+                self.runtime, self._app = runtime, build_app(runtime)
+            except (PortalError, ValueError, RuntimeError, OSError) as exc:
+                logger.error("portal-asgi could not start: %s", exc)
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            logger.info(
+                "portal-asgi serving %d products at %s",
+                len(runtime.products),
+                runtime.settings.portal.base_url,
+            )
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            self._app = None
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,270 @@
+"""`portal-asgi`: a thin command line over the same functions the web pages call."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from .db import store
+from .db.engine import Database
+from .exceptions import PortalError, UserError
+from .keys import load_or_create_key
+from .levels import Levels
+from .products import load_products
+from .settings import Settings, load_settings, parse_duration
+from .tokens import TokenCodec
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+
+
+def _levels(settings: Settings) -> Levels:
+    return Levels(settings.portal.levels)
+
+
+def _check_level(settings: Settings, level: str) -> str:
+    if level not in settings.portal.levels:
+        raise UserError(f"unknown level {level!r} (levels: {', '.join(settings.portal.levels)})")
+    return level
+
+
+def access_table(settings: Settings) -> list[tuple[str, str, str]]:
+    """(path, level, who may reach it), longest path first as the router sees them."""
+    levels = _levels(settings)
+    rows = []
+    for product in load_products(settings):
+        level = product.mount.level
+        if level == "public":
+            who = "everyone"
+        else:
+            who = ", ".join(name for name in levels.configured if levels.allows(name, level))
+        rows.append((product.mount.path, level, who))
+    return rows
+
+
+def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    rows = access_table(settings)
+    print(f"{settings.file}: OK, {len(rows)} mounts, levels public < {' < '.join(settings.portal.levels)}")
+    _print_table(rows, ("path", "level", "who may reach it"))
+    return 0
+
+
+async def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
+    portal = [
+        ("/auth/login", "public", "portal: sign in"),
+        ("/auth/logout", "public", "portal: sign out (POST)"),
+        ("/auth/callback", "public", "portal: OIDC redirect target"),
+        ("/healthz", "public", "portal: health"),
+        ("/readyz", "public", "portal: readiness"),
+        ("/.well-known/jwks.json", "public", "portal: signing keys"),
+        ("/static", "public", "portal: stylesheet"),
+        ("/", settings.portal.levels[0], "portal: product catalogue"),
+    ]
+    products = []
+    for product in load_products(settings):
+        mount = product.mount
+        kind = f"{mount.app} + websocket {mount.websocket}" if mount.websocket else mount.app
+        products.append((mount.path + "/", mount.level, kind))
+    _print_table([*portal, *products], ("path", "level", "served by"))
+    return 0
+
+
+async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
+    db = Database(settings.portal.database_url)
+    try:
+        await db.create_all()
+        return await work(db)
+    finally:
+        await db.close()
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Password again: "):
+            raise UserError("the passwords differ")
+    if len(password) < 8:
+        raise UserError("a password needs at least 8 characters")
+    return password
+
+
+async def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    level = _check_level(settings, args.level)
+    password = _read_password(args)
+
+    async def work(db: Database) -> int:
+        user = await store.add_user(
+            db, args.name, level=level, password=password, email=args.email or "", name=args.full_name or ""
+        )
+        print(f"added {user.username} at level {user.level}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_users_set_level(args: argparse.Namespace, settings: Settings) -> int:
+    level = _check_level(settings, args.level)
+
+    async def work(db: Database) -> int:
+        await store.set_level(db, args.name, level)
+        print(f"{args.name} is now at level {level}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_users_disable(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Database) -> int:
+        await store.set_active(db, args.name, False)
+        print(f"{args.name} is disabled; their sessions and tokens are revoked")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_users_enable(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Database) -> int:
+        await store.set_active(db, args.name, True)
+        print(f"{args.name} is enabled")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Database) -> int:
+        rows = [
+            (
+                u.username,
+                u.level,
+                "active" if u.active else "disabled",
+                u.provider,
+                u.email,
+                u.last_login_at.isoformat(sep=" ") if u.last_login_at else "never",
+            )
+            for u in await store.list_users(db)
+        ]
+        _print_table(rows, ("username", "level", "state", "provider", "email", "last login"))
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
+    ttl = parse_duration(args.ttl, file="--ttl", key="ttl")
+
+    async def work(db: Database) -> int:
+        sid, user = await store.open_session(db, args.name, lifetime=ttl, kind="api", label=args.label)
+        codec = TokenCodec(load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url)
+        now = int(time.time())
+        token = codec.sign(
+            {
+                "typ": "api",
+                "sub": user.username,
+                "sid": sid,
+                "lvl": user.level,
+                "scope": " ".join(_levels(settings).scopes(user.level)),
+                "iat": now,
+                "exp": now + int(ttl),
+            }
+        )
+        await store.audit(db, "token.mint", username=user.username, sid=sid[:8], ttl=int(ttl))
+        print(f"API token for {user.username} (level {user.level}), valid {args.ttl}:", file=sys.stderr)
+        print(token)
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Database) -> int:
+        codec = TokenCodec(load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url)
+        try:
+            sid = codec.verify(args.token)["sid"]
+        except PortalError:
+            sid = args.token  # a bare sid
+        if not await store.revoke_session(db, sid):
+            raise UserError("no such active token")
+        await store.audit(db, "token.revoke", sid=sid[:8])
+        print("revoked")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Database) -> int:
+        print(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="portal-asgi", description=__doc__)
+    top.add_argument("--settings", help="settings file (default: $PORTAL_SETTINGS or ./settings.toml)")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("check", help="validate settings.toml and print who may reach what").set_defaults(run=cmd_check)
+    sub.add_parser("routes", help="list every path the portal serves").set_defaults(run=cmd_routes)
+
+    users = sub.add_parser("users", help="manage local users").add_subparsers(dest="users", required=True)
+    add = users.add_parser("add", help="add a user (password from stdin, or prompted)")
+    add.add_argument("name")
+    add.add_argument("--level", required=True)
+    add.add_argument("--email")
+    add.add_argument("--full-name")
+    add.set_defaults(run=cmd_users_add)
+    set_level = users.add_parser("set-level", help="change a user's level")
+    set_level.add_argument("name")
+    set_level.add_argument("level")
+    set_level.set_defaults(run=cmd_users_set_level)
+    disable = users.add_parser("disable", help="disable a user and end their sessions")
+    disable.add_argument("name")
+    disable.set_defaults(run=cmd_users_disable)
+    enable = users.add_parser("enable", help="enable a disabled user")
+    enable.add_argument("name")
+    enable.set_defaults(run=cmd_users_enable)
+    users.add_parser("list", help="list users").set_defaults(run=cmd_users_list)
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token", required=True)
+    mint = token.add_parser("mint", help="mint an API token (printed alone on the last line)")
+    mint.add_argument("name")
+    mint.add_argument("--ttl", default="30d")
+    mint.add_argument("--label", default="")
+    mint.set_defaults(run=cmd_token_mint)
+    revoke = token.add_parser("revoke", help="revoke an API token")
+    revoke.add_argument("token")
+    revoke.set_defaults(run=cmd_token_revoke)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)
+    db.add_parser("upgrade", help="create or upgrade the database tables").set_defaults(run=cmd_db_upgrade)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings(args.settings)
+        run: Command = args.run
+        return asyncio.run(run(args, settings))
+    except PortalError as exc:
+        print(f"portal-asgi: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

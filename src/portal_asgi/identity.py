@@ -1,0 +1,146 @@
+"""Identity middleware (pure ASGI, http and websocket): who is calling, from the session cookie or
+a Bearer token. Sets `scope["user"]` and `scope["auth"]`, removes any `X-Portal-*` header the client
+sent and adds the trusted ones, and re-issues the session cookie when it nears its idle timeout.
+It never refuses a request: that is the level guard's job, at the point of dispatch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .answers import header
+from .cookies import SessionCookie
+from .directory import Directory
+from .exceptions import TokenError
+from .levels import Levels
+from .tokens import TokenCodec
+from .types import ASGIApp, Message, Receive, Scope, Send
+from .user import AuthCredentials, PortalUser, UnauthenticatedUser
+
+logger = logging.getLogger("portal_asgi.identity")
+
+# A further way to accept a Bearer token (an OIDC provider's access tokens): returns the user,
+# or None when the token is not one it knows.
+BearerAuthenticator = Callable[[str], Awaitable[PortalUser | None]]
+
+
+class Identity:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        codec: TokenCodec,
+        directory: Directory,
+        levels: Levels,
+        cookie: SessionCookie,
+        idle_timeout: float,
+        bearer: list[BearerAuthenticator] | None = None,
+    ) -> None:
+        self.app = app
+        self.codec = codec
+        self.directory = directory
+        self.levels = levels
+        self.cookie = cookie
+        self.idle_timeout = idle_timeout
+        self.bearer = bearer or []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope.get("headers", ()) if not k.startswith(b"x-portal-")]
+        user, claims = await self.authenticate(scope)
+        if isinstance(user, PortalUser):
+            scope["auth"] = AuthCredentials(["authenticated", *self.levels.scopes(user.level)])
+            headers += [
+                (b"x-portal-user", _header_value(user.username)),
+                (b"x-portal-email", _header_value(user.email)),
+                (b"x-portal-level", _header_value(user.level)),
+            ]
+        else:
+            scope["auth"] = AuthCredentials()
+        scope["user"] = user
+        scope["headers"] = headers
+        if claims is not None and scope["type"] == "http" and self._needs_refresh(claims):
+            send = self._refreshing_send(send, claims)
+        await self.app(scope, receive, send)
+
+    async def authenticate(
+        self, scope: Scope
+    ) -> tuple[PortalUser | UnauthenticatedUser, dict[str, Any] | None]:
+        authorization = header(scope, b"authorization")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return UnauthenticatedUser(), None
+            token = token.strip()
+            user = self._from_portal_token(token, via="token", scope=scope)
+            if user is None:
+                for authenticate in self.bearer:
+                    found = await authenticate(token)
+                    if found is not None:
+                        return found, None
+                return UnauthenticatedUser(), None
+            return user, None
+        token = self.cookie.read(header(scope, b"cookie"))
+        if token:
+            user = self._from_portal_token(token, via="session", scope=scope)
+            if user is not None:
+                return user, self.codec.verify(token)
+        return UnauthenticatedUser(), None
+
+    def _from_portal_token(self, token: str, *, via: str, scope: Scope) -> PortalUser | None:
+        try:
+            claims = self.codec.verify(token)
+        except TokenError as exc:
+            if via == "session" or token.count(".") == 2:
+                logger.info("token refused: %s (path %s)", exc, scope.get("path"))
+            return None
+        if via == "session" and claims.get("typ") != "session":
+            logger.info("token refused: a %s token in the session cookie", claims.get("typ"))
+            return None
+        if self.directory.is_revoked(claims["sid"]):
+            return None
+        state = self.directory.user(str(claims["sub"]))
+        if state is None or not state.active:
+            return None
+        return PortalUser(
+            username=str(claims["sub"]),
+            level=state.level,
+            email=state.email,
+            name=state.name,
+            sid=claims["sid"],
+            via=via,
+        )
+
+    def _needs_refresh(self, claims: dict[str, Any]) -> bool:
+        remaining = float(claims["exp"]) - time.time()
+        absolute = float(claims.get("sxp", claims["exp"]))
+        return remaining < self.idle_timeout / 2 and absolute > claims["exp"]
+
+    def _refreshing_send(self, send: Send, claims: dict[str, Any]) -> Send:
+        now = int(time.time())
+        fresh = dict(claims)
+        fresh["iat"] = now
+        fresh["exp"] = min(now + int(self.idle_timeout), int(claims["sxp"]))
+        token = self.codec.sign(fresh)
+        cookie = self.cookie.set(token, max_age=fresh["exp"] - now)
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # a response that sets the session cookie itself (login, logout) wins
+                if not any(
+                    k.lower() == b"set-cookie" and v.startswith(self.cookie.name.encode() + b"=")
+                    for k, v in message.get("headers", ())
+                ):
+                    message["headers"] = [*message.get("headers", ()), (b"set-cookie", cookie)]
+            await send(message)
+
+        return wrapped
+
+
+def _header_value(value: str) -> bytes:
+    return "".join(ch for ch in value if ch.isprintable()).encode("utf-8")
+

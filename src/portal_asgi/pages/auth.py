@@ -1,0 +1,172 @@
+"""`/auth/login` and `/auth/logout` for the local provider: a form, a CSRF token, a session."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..db import store
+from ..exceptions import DatabaseUnavailable, UserError
+from ..redirects import safe_next
+from ..runtime import Runtime
+from ..user import PortalUser
+from .context import page_context
+from .templates import render
+
+logger = logging.getLogger("portal_asgi.auth")
+
+MAX_FORM_BYTES = 16 * 1024
+NO_STORE = {"cache-control": "no-store"}
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def issue_session(runtime: Runtime, response: Response, username: str, sid: str) -> None:
+    """Put a fresh session JWT in the response's cookie (a new `sid` at every login: no fixation)."""
+    now = int(time.time())
+    auth = runtime.settings.auth
+    absolute = now + int(auth.session_lifetime)
+    exp = min(now + int(auth.idle_timeout), absolute)
+    state = runtime.directory.user(username)
+    level = state.level if state else runtime.levels.lowest
+    token = runtime.codec.sign(
+        {
+            "typ": "session",
+            "sub": username,
+            "name": state.name if state else "",
+            "email": state.email if state else "",
+            "lvl": level,
+            "scope": " ".join(runtime.levels.scopes(level)),
+            "sid": sid,
+            "iat": now,
+            "exp": exp,
+            "sxp": absolute,
+        }
+    )
+    response.headers.append("set-cookie", runtime.cookie.set(token, max_age=exp - now).decode())
+
+
+class AuthPages:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/auth/login", self.login_form, methods=["GET", "HEAD"]),
+            Route("/auth/login", self.login, methods=["POST"]),
+            Route("/auth/logout", self.logout, methods=["POST"]),
+        ]
+
+    def _page(
+        self, request: Request, *, status: int = 200, error: str = "", next_path: str = "/"
+    ) -> Response:
+        runtime = self.runtime
+        csrf_value = runtime.csrf.cookie_value(request.headers.get("cookie", ""))
+        new_cookie = csrf_value is None
+        if csrf_value is None:
+            csrf_value = runtime.csrf.new_value()
+        public = [
+            product.mount
+            for product in sorted(runtime.products, key=lambda p: p.mount.path)
+            if runtime.policy.level(product.mount.path) == "public"
+        ]
+        context: dict[str, Any] = page_context(
+            runtime,
+            request,
+            csrf_token=runtime.csrf.token_for(csrf_value),
+            error=error,
+            next=next_path,
+            public_products=public,
+        )
+        response = HTMLResponse(render("login.html", **context), status_code=status, headers=NO_STORE)
+        if new_cookie:
+            response.headers.append("set-cookie", runtime.csrf.set_cookie(csrf_value))
+        return response
+
+    async def login_form(self, request: Request) -> Response:
+        next_path = safe_next(request.query_params.get("next"))
+        if isinstance(request.scope.get("user"), PortalUser):
+            return RedirectResponse(next_path, status_code=303, headers=NO_STORE)
+        return self._page(request, next_path=next_path)
+
+    async def _form(self, request: Request) -> dict[str, str] | None:
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+            return None
+        form = await request.form(max_files=0, max_fields=20)
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+
+    async def login(self, request: Request) -> Response:
+        runtime = self.runtime
+        form = await self._form(request)
+        if form is None:
+            return self._page(request, status=413, error="That form was too large.")
+        next_path = safe_next(form.get("next"))
+        if not runtime.csrf.check(request.headers.get("cookie", ""), form.get("csrf_token")):
+            logger.warning("login refused: CSRF token missing or wrong (%s)", client_address(request))
+            return self._page(
+                request,
+                status=403,
+                error="Your sign-in form expired. Please try again.",
+                next_path=next_path,
+            )
+        username = form.get("username", "").strip()[:150]
+        password = form.get("password", "")[:1024]
+        client = client_address(request)
+        try:
+            user = await store.check_password(runtime.db, username, password) if username else None
+            if user is None:
+                await store.audit(runtime.db, "login.failed", username=username, client=client)
+                logger.info("login failed for %r from %s", username, client)
+                return self._page(
+                    request,
+                    status=401,
+                    error="Wrong username or password.",
+                    next_path=next_path,
+                )
+            sid, _ = await store.open_session(
+                runtime.db, user.username, lifetime=runtime.settings.auth.session_lifetime
+            )
+            await store.audit(runtime.db, "login", username=user.username, client=client, provider="local")
+            await runtime.directory.refresh()
+        except (DatabaseUnavailable, UserError) as exc:
+            logger.error("login unavailable: %s", exc)
+            return self._page(
+                request,
+                status=503,
+                error="Sign-in is unavailable right now: the portal cannot reach its database.",
+                next_path=next_path,
+            )
+        logger.info("login: %s from %s", user.username, client)
+        response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
+        issue_session(runtime, response, user.username, sid)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        runtime = self.runtime
+        form = await self._form(request)
+        if form is None or not runtime.csrf.check(
+            request.headers.get("cookie", ""), form.get("csrf_token")
+        ):
+            return self._page(request, status=403, error="Your sign-out form expired. Please try again.")
+        response = RedirectResponse("/auth/login", status_code=303, headers=NO_STORE)
+        response.headers.append("set-cookie", runtime.cookie.clear().decode())
+        user = request.scope.get("user")
+        if isinstance(user, PortalUser) and user.via == "session":
+            try:
+                await store.revoke_session(runtime.db, user.sid)
+                await store.audit(
+                    runtime.db, "logout", username=user.username, client=client_address(request)
+                )
+                await runtime.directory.refresh()
+            except DatabaseUnavailable as exc:
+                logger.error("logout could not revoke session %s…: %s", user.sid[:6], exc)
+            logger.info("logout: %s", user.username)
+        return response

@@ -1,0 +1,22 @@
+"""The live table of product levels: settings.toml, overridden by levels set at run time."""
+
+from __future__ import annotations
+
+from .directory import Directory
+from .levels import Levels
+from .settings import MountSettings
+
+
+class Policy:
+    def __init__(self, mounts: tuple[MountSettings, ...], levels: Levels, directory: Directory) -> None:
+        self.configured = {mount.path: mount.level for mount in mounts}
+        self.levels = levels
+        self.directory = directory
+
+    def level(self, path: str) -> str:
+        """The level a mount requires now. An override naming a level that no longer exists
+        is ignored in favour of the file, and an unknown path requires the highest level."""
+        override = self.directory.mount_levels.get(path)
+        if override and override in self.levels:
+            return override
+        return self.configured.get(path, self.levels.highest)

@@ -1,0 +1,104 @@
+"""Everything one running portal holds, built once from settings at startup and handed down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .cookies import SessionCookie
+from .csrf import CSRF
+from .db import store
+from .db.engine import Database
+from .directory import Directory
+from .exceptions import DatabaseUnavailable, UserError
+from .keys import SigningKey, load_or_create_key
+from .levels import Levels
+from .policy import Policy
+from .products import Product, load_products, run_lifespans
+from .settings import Settings
+from .tokens import TokenCodec
+
+logger = logging.getLogger("portal_asgi")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    levels: Levels
+    db: Database
+    key: SigningKey
+    codec: TokenCodec
+    directory: Directory
+    policy: Policy
+    cookie: SessionCookie
+    csrf: CSRF
+    products: tuple[Product, ...]
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Wire the parts together; opens nothing yet (see `running`)."""
+    levels = Levels(settings.portal.levels)
+    db = Database(settings.portal.database_url)
+    key = load_or_create_key(settings.portal.key_file)
+    directory = Directory(db, interval=settings.portal.feed_interval)
+    return Runtime(
+        settings=settings,
+        levels=levels,
+        db=db,
+        key=key,
+        codec=TokenCodec(key, issuer=settings.portal.base_url),
+        directory=directory,
+        policy=Policy(settings.mounts, levels, directory),
+        cookie=SessionCookie(secure=settings.https),
+        csrf=CSRF(key.secret, secure=settings.https),
+        products=tuple(load_products(settings)),
+    )
+
+
+async def ensure_admin(runtime: Runtime) -> str | None:
+    """On a fresh database, create `admin` at the highest level; the one-time password is
+    `PORTAL_ADMIN_PASSWORD` or a random one, printed once. Returns the password it set."""
+    if await store.count_users(runtime.db):
+        return None
+    password = os.environ.get("PORTAL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    try:
+        await store.add_user(runtime.db, "admin", level=runtime.levels.highest, password=password)
+    except UserError:
+        return None  # another worker won the race
+    if "PORTAL_ADMIN_PASSWORD" not in os.environ:
+        print(
+            f"\n  portal-asgi: created user 'admin' with one-time password: {password}\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    logger.warning("created the first user, 'admin' (level %s)", runtime.levels.highest)
+    return password
+
+
+@contextlib.asynccontextmanager
+async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
+    """Open the database, load the directory, poll the change feed, run product lifespans."""
+    try:
+        await runtime.db.create_all()
+        await ensure_admin(runtime)
+        await runtime.directory.load()
+    except DatabaseUnavailable as exc:
+        # Start anyway: the login page answers 503 until the database is back, and the feed
+        # loads the directory as soon as it can.
+        logger.error("database unavailable at startup: %s", exc)
+    feed = asyncio.create_task(runtime.directory.run(), name="portal-asgi change feed")
+    try:
+        lifespan_apps = [app for product in runtime.products for app in product.lifespan_apps]
+        async with run_lifespans(lifespan_apps):
+            yield runtime
+    finally:
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed
+        await runtime.db.close()

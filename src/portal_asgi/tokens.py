@@ -1,0 +1,98 @@
+"""The portal's own JWTs (sessions and API tokens), behind one small strict wrapper of python-jose.
+
+Rules (RFC 8725): the algorithm is always ours (ES256), never read from the token; `exp`, `iat`,
+`iss`, `aud`, `sub` and `sid` are required; headers that point at other keys (`jku`, `x5u`, `jwk`,
+`x5c`) are refused; `kid` must name our key. Verified tokens are cached until they expire, so a
+request does not pay again for a signature it already checked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import jose.backends
+from jose import JWTError, jwt
+from jose.backends.cryptography_backend import CryptographyECKey
+
+from .exceptions import TokenError
+from .keys import ALGORITHM, SigningKey
+
+_REQUIRED = ("exp", "iat", "iss", "aud", "sub", "sid")
+_FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+_OPTIONS = {f"require_{name}": True for name in ("exp", "iat", "iss", "aud", "sub")}
+
+
+def assert_cryptography_backend() -> None:
+    """python-jose falls back to pure-Python backends when `cryptography` is missing; we refuse to."""
+    if jose.backends.ECKey is not CryptographyECKey:
+        raise RuntimeError("python-jose is not using its cryptography backend; install cryptography")
+
+
+class TokenCodec:
+    """Signs and verifies the portal's JWTs with one key."""
+
+    def __init__(self, key: SigningKey, *, issuer: str, cache_size: int = 10_000) -> None:
+        assert_cryptography_backend()
+        self.key = key
+        self.issuer = issuer
+        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        body = {"iss": self.issuer, "aud": self.issuer, **claims}
+        missing = [name for name in _REQUIRED if name not in body]
+        if missing:
+            raise ValueError(f"token claims missing: {', '.join(missing)}")
+        token: str = jwt.encode(
+            body, self.key.private_pem, algorithm=ALGORITHM, headers={"kid": self.key.kid}
+        )
+        return token
+
+    def verify(self, token: str, *, now: float | None = None) -> dict[str, Any]:
+        """The token's claims, or TokenError. Does not consult revocation (see directory.py)."""
+        now = time.time() if now is None else now
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached["exp"] > now:
+                self._cache.move_to_end(token)
+                return cached
+            del self._cache[token]
+            raise TokenError("token expired")
+        claims = self._verify(token)
+        if len(self._cache) >= self._cache_size:
+            self._cache.popitem(last=False)
+        self._cache[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
+        if len(token) > 8192:
+            raise TokenError("token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError as exc:
+            raise TokenError(f"malformed token: {exc}") from None
+        if header.get("alg") != ALGORITHM:
+            raise TokenError(f"algorithm {header.get('alg')!r} is not allowed")
+        if any(name in header for name in _FORBIDDEN_HEADERS):
+            raise TokenError("token header points at another key")
+        if header.get("kid") != self.key.kid:
+            raise TokenError("token signed by an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.key.public_pem,
+                algorithms=[ALGORITHM],
+                audience=self.issuer,
+                issuer=self.issuer,
+                options=_OPTIONS,
+            )
+        except JWTError as exc:
+            raise TokenError(f"token refused: {exc}") from None
+        for name in _REQUIRED:
+            if name not in claims:
+                raise TokenError(f"token lacks {name}")
+        if not isinstance(claims["exp"], int | float) or not isinstance(claims["sid"], str):
+            raise TokenError("token claims have the wrong types")
+        return claims

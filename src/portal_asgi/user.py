@@ -1,0 +1,31 @@
+"""Who is calling, as Starlette's authentication objects (`request.user`, `request.auth`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+
+__all__ = ["AuthCredentials", "PortalUser", "UnauthenticatedUser"]
+
+
+@dataclass(frozen=True, slots=True)
+class PortalUser(BaseUser):
+    username: str
+    level: str
+    email: str = ""
+    name: str = ""
+    sid: str = ""
+    via: str = "session"  # "session" (cookie), "token" (portal API token), "provider" (OIDC bearer)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.username
+
+    @property
+    def identity(self) -> str:
+        return self.username
