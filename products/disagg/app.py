@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 
 
 def create_app(version: str) -> Flask:
     app = Flask(f"disagg_{version}")
 
     @app.get("/")
-    def index() -> object:
+    def index() -> Response:
         return jsonify({"product": "disagg", "version": version})
 
     return app

@@ -3,7 +3,7 @@ it was mounted. It imports nothing from portal-asgi: the trusted X-Portal-* head
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template_string, request
+from flask import Flask, Response, jsonify, render_template_string, request
 
 app = Flask(__name__)
 
@@ -36,11 +36,11 @@ def hello() -> str:
 
 
 @app.get("/whoami")
-def whoami() -> object:
+def whoami() -> Response:
     """JSON for scripts and tests: what the product was told."""
     return jsonify(who() | {"path": request.path})
 
 
 @app.post("/echo")
-def echo() -> object:
+def echo() -> Response:
     return jsonify({"received": request.get_data(as_text=True), **who()})

@@ -1,10 +1,10 @@
 """The request path, top to bottom:
 
-    Portal                      lifespan: settings, database, change feed, product lifespans
-      PathCheck                 ambiguous paths answer 400 before routing
-        Identity                cookie or Bearer -> scope["user"], scope["auth"]; X-Portal-* headers
-          Starlette router      portal pages, then one Mount(path, LevelGuard(level, product))
-                                per [[mount]], longest path first
+Portal                      lifespan: settings, database, change feed, product lifespans
+  PathCheck                 ambiguous paths answer 400 before routing
+    Identity                cookie or Bearer -> scope["user"], scope["auth"]; X-Portal-* headers
+      Starlette router      portal pages, then one Mount(path, LevelGuard(level, product))
+                            per [[mount]], longest path first
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from .answers import refuse
 from .exceptions import PortalError
 from .guard import LevelGuard
 from .identity import Identity
-from .paths import PathCheck
 from .pages.auth import AuthPages
 from .pages.catalogue import Catalogue
 from .pages.system import SystemPages
+from .paths import PathCheck
 from .runtime import Runtime, build_runtime, running
 from .settings import Settings, load_settings
 from .types import ASGIApp, Receive, Scope, Send
@@ -40,7 +40,11 @@ logger = logging.getLogger("portal_asgi")
 def _guarded_route(path: str, endpoint: Any, level: str, runtime: Runtime) -> Route:
     app = Route(path, endpoint).app
     guard = LevelGuard(
-        app, path=path, required=lambda: level, levels=runtime.levels, title=runtime.settings.portal.title
+        app,
+        path=path,
+        required=lambda: level,
+        levels=runtime.levels,
+        title=runtime.settings.portal.title,
     )
     return Route(path, guard, methods=["GET", "HEAD"])
 

@@ -48,12 +48,18 @@ def access_table(settings: Settings) -> list[tuple[str, str, str]]:
 def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
 
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     rows = access_table(settings)
-    print(f"{settings.file}: OK, {len(rows)} mounts, levels public < {' < '.join(settings.portal.levels)}")
+    print(
+        f"{settings.file}: OK, {len(rows)} mounts, levels public < {' < '.join(settings.portal.levels)}"
+    )
     _print_table(rows, ("path", "level", "who may reach it"))
     return 0
 
@@ -105,7 +111,12 @@ async def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(db: Database) -> int:
         user = await store.add_user(
-            db, args.name, level=level, password=password, email=args.email or "", name=args.full_name or ""
+            db,
+            args.name,
+            level=level,
+            password=password,
+            email=args.email or "",
+            name=args.full_name or "",
         )
         print(f"added {user.username} at level {user.level}")
         return 0
@@ -165,8 +176,12 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
     ttl = parse_duration(args.ttl, file="--ttl", key="ttl")
 
     async def work(db: Database) -> int:
-        sid, user = await store.open_session(db, args.name, lifetime=ttl, kind="api", label=args.label)
-        codec = TokenCodec(load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url)
+        sid, user = await store.open_session(
+            db, args.name, lifetime=ttl, kind="api", label=args.label
+        )
+        codec = TokenCodec(
+            load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url
+        )
         now = int(time.time())
         token = codec.sign(
             {
@@ -180,7 +195,10 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
         await store.audit(db, "token.mint", username=user.username, sid=sid[:8], ttl=int(ttl))
-        print(f"API token for {user.username} (level {user.level}), valid {args.ttl}:", file=sys.stderr)
+        print(
+            f"API token for {user.username} (level {user.level}), valid {args.ttl}:",
+            file=sys.stderr,
+        )
         print(token)
         return 0
 
@@ -189,7 +207,9 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
-        codec = TokenCodec(load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url)
+        codec = TokenCodec(
+            load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url
+        )
         try:
             sid = codec.verify(args.token)["sid"]
         except PortalError:
@@ -213,13 +233,19 @@ async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="portal-asgi", description=__doc__)
-    top.add_argument("--settings", help="settings file (default: $PORTAL_SETTINGS or ./settings.toml)")
+    top.add_argument(
+        "--settings", help="settings file (default: $PORTAL_SETTINGS or ./settings.toml)"
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("check", help="validate settings.toml and print who may reach what").set_defaults(run=cmd_check)
+    sub.add_parser(
+        "check", help="validate settings.toml and print who may reach what"
+    ).set_defaults(run=cmd_check)
     sub.add_parser("routes", help="list every path the portal serves").set_defaults(run=cmd_routes)
 
-    users = sub.add_parser("users", help="manage local users").add_subparsers(dest="users", required=True)
+    users = sub.add_parser("users", help="manage local users").add_subparsers(
+        dest="users", required=True
+    )
     add = users.add_parser("add", help="add a user (password from stdin, or prompted)")
     add.add_argument("name")
     add.add_argument("--level", required=True)
@@ -249,8 +275,14 @@ def parser() -> argparse.ArgumentParser:
     revoke.set_defaults(run=cmd_token_revoke)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)
-    db.add_parser("upgrade", help="create or upgrade the database tables").set_defaults(run=cmd_db_upgrade)
+    db.add_parser("upgrade", help="create or upgrade the database tables").set_defaults(
+        run=cmd_db_upgrade
+    )
     return top
+
+
+async def _main(run: Command, args: argparse.Namespace, settings: Settings) -> int:
+    return await run(args, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.settings)
         run: Command = args.run
-        return asyncio.run(run(args, settings))
+        return asyncio.run(_main(run, args, settings))
     except PortalError as exc:
         print(f"portal-asgi: error: {exc}", file=sys.stderr)
         return 1

@@ -88,7 +88,9 @@ class Directory:
                 await self.refresh()
             except DatabaseUnavailable as exc:
                 if not failing:
-                    logger.warning("change feed: database unavailable (%s); serving from memory", exc)
+                    logger.warning(
+                        "change feed: database unavailable (%s); serving from memory", exc
+                    )
                 failing = True
             else:
                 if failing:

@@ -1,11 +1,11 @@
 """Errors raised by portal-asgi.
 
-    PortalError
-    ├── SettingsError          settings.toml is wrong: names the file, the key and the problem
-    ├── TokenError             a token failed verification (never shown to clients)
-    ├── DatabaseUnavailable    the database did not answer
-    ├── ProviderUnavailable    the identity provider did not answer or is misconfigured
-    └── UserError              a command-line or admin request that cannot be carried out
+PortalError
+├── SettingsError          settings.toml is wrong: names the file, the key and the problem
+├── TokenError             a token failed verification (never shown to clients)
+├── DatabaseUnavailable    the database did not answer
+├── ProviderUnavailable    the identity provider did not answer or is misconfigured
+└── UserError              a command-line or admin request that cannot be carried out
 """
 
 from __future__ import annotations

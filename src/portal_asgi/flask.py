@@ -1,6 +1,6 @@
 """Helpers for Flask products (optional: a product needs none of them to be protected).
 
-    from portal_asgi.flask import current_user, requires_level
+from portal_asgi.flask import current_user, requires_level
 """
 
 from __future__ import annotations

@@ -75,20 +75,20 @@ class Identity:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return UnauthenticatedUser(), None
-            token = token.strip()
-            user = self._from_portal_token(token, via="token", scope=scope)
+            bearer = token.strip()
+            user = self._from_portal_token(bearer, via="token", scope=scope)
             if user is None:
                 for authenticate in self.bearer:
-                    found = await authenticate(token)
+                    found = await authenticate(bearer)
                     if found is not None:
                         return found, None
                 return UnauthenticatedUser(), None
             return user, None
-        token = self.cookie.read(header(scope, b"cookie"))
-        if token:
-            user = self._from_portal_token(token, via="session", scope=scope)
+        cookie = self.cookie.read(header(scope, b"cookie"))
+        if cookie:
+            user = self._from_portal_token(cookie, via="session", scope=scope)
             if user is not None:
-                return user, self.codec.verify(token)
+                return user, self.codec.verify(cookie)
         return UnauthenticatedUser(), None
 
     def _from_portal_token(self, token: str, *, via: str, scope: Scope) -> PortalUser | None:
@@ -143,4 +143,3 @@ class Identity:
 
 def _header_value(value: str) -> bytes:
     return "".join(ch for ch in value if ch.isprintable()).encode("utf-8")
-

@@ -8,7 +8,9 @@ from .settings import MountSettings
 
 
 class Policy:
-    def __init__(self, mounts: tuple[MountSettings, ...], levels: Levels, directory: Directory) -> None:
+    def __init__(
+        self, mounts: tuple[MountSettings, ...], levels: Levels, directory: Directory
+    ) -> None:
         self.configured = {mount.path: mount.level for mount in mounts}
         self.levels = levels
         self.directory = directory

@@ -7,16 +7,19 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from a2wsgi import WSGIMiddleware
 
 from .exceptions import SettingsError
 from .settings import MountSettings, Settings
 from .types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("portal_asgi.products")
 
 
 def import_object(reference: str) -> object:
@@ -36,8 +39,10 @@ def is_wsgi(app: object) -> bool:
     functions and objects with an async `__call__` are ASGI."""
     if hasattr(app, "wsgi_app"):
         return True
-    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
-    return not (inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app))
+    if inspect.iscoroutinefunction(app):
+        return False
+    call = type(app).__call__ if not inspect.isroutine(app) else None
+    return not (call is not None and inspect.iscoroutinefunction(call))
 
 
 def as_asgi(app: object) -> tuple[ASGIApp, bool]:
@@ -45,8 +50,8 @@ def as_asgi(app: object) -> tuple[ASGIApp, bool]:
     if not callable(app):
         raise TypeError("is not callable")
     if is_wsgi(app):
-        return WSGIMiddleware(app), False  # type: ignore[arg-type]
-    return app, True  # type: ignore[return-value]
+        return cast(ASGIApp, WSGIMiddleware(app)), False
+    return cast(ASGIApp, app), True
 
 
 class MixedApp:
@@ -76,13 +81,11 @@ def load_product(mount: MountSettings, file: str) -> Product:
         try:
             obj = import_object(reference)
             app, native = as_asgi(obj)
-        except Exception as exc:  # noqa: BLE001 - any import failure is a settings error
+        except Exception as exc:
             problem = f"{reference!r} does not import: {type(exc).__name__}: {exc}"
             raise SettingsError(file, f"{mount.key}.{key}", problem) from exc
         if key == "websocket" and not native:
-            raise SettingsError(
-                file, f"{mount.key}.websocket", f"{reference!r} is not an ASGI app"
-            )
+            raise SettingsError(file, f"{mount.key}.websocket", f"{reference!r} is not an ASGI app")
         apps.append(app)
         if native:
             lifespans.append(app)
@@ -129,8 +132,8 @@ class _Lifespan:
         scope: dict[str, Any] = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
         try:
             await self.app(scope, self.incoming.get, self._send)
-        except Exception:  # noqa: BLE001 - an app without lifespan support raises here
-            pass
+        except Exception as exc:  # an app without lifespan support raises here
+            logger.debug("product %r has no lifespan: %s", self.app, exc)
         finally:
             await self.outgoing.put(None)
 

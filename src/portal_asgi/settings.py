@@ -42,7 +42,7 @@ class OIDCSettings:
     level_prefix: str = "access:"
     level_source: Literal["claims", "database"] = "claims"
     token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
-        "client_secret_basic"
+        "client_secret_basic"  # noqa: S105 - a method name, not a secret
     )
     name: str = "your organisation's sign-in"
 
@@ -114,7 +114,12 @@ class _Reader:
     """Reads one TOML table, resolving `env:` values and refusing unknown keys."""
 
     def __init__(
-        self, file: str, prefix: str, table: object, known: tuple[str, ...], environ: Mapping[str, str]
+        self,
+        file: str,
+        prefix: str,
+        table: object,
+        known: tuple[str, ...],
+        environ: Mapping[str, str],
     ) -> None:
         if not isinstance(table, dict):
             raise SettingsError(file, prefix, "expected a table")
@@ -180,7 +185,9 @@ class _Reader:
         return value
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Read and check a settings file (default: `$PORTAL_SETTINGS`, else `./settings.toml`)."""
     env = os.environ if environ is None else environ
     file = str(path if path is not None else env.get("PORTAL_SETTINGS", "settings.toml"))
@@ -234,7 +241,9 @@ def _parse_portal(file: str, table: object, environ: Mapping[str, str]) -> Porta
     base_url = reader.string("base_url", defaults.base_url).rstrip("/")
     if not re.match(r"^https?://[^/\s]+$", base_url):
         raise SettingsError(
-            file, "portal.base_url", f"expected an origin like 'https://portal.example.org', got {base_url!r}"
+            file,
+            "portal.base_url",
+            f"expected an origin like 'https://portal.example.org', got {base_url!r}",
         )
     app_dir = reader.string("app_dir", str(Path(file).resolve().parent))
     return PortalSettings(
@@ -324,11 +333,15 @@ def _parse_mount(
     for reserved in RESERVED_PATHS:
         if path == reserved or path.startswith(reserved + "/"):
             raise SettingsError(
-                file, f"{prefix}.path", f"{path!r} is inside {reserved}, which the portal itself uses"
+                file,
+                f"{prefix}.path",
+                f"{path!r} is inside {reserved}, which the portal itself uses",
             )
     if not reader.has("level"):
         raise SettingsError(
-            file, f"{prefix}.level", f"is required (mount {path!r} has no level; use 'public' to open it)"
+            file,
+            f"{prefix}.level",
+            f"is required (mount {path!r} has no level; use 'public' to open it)",
         )
     level = reader.string("level")
     if level != "public" and level not in levels:

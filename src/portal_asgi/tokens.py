@@ -27,7 +27,9 @@ _OPTIONS = {f"require_{name}": True for name in ("exp", "iat", "iss", "aud", "su
 def assert_cryptography_backend() -> None:
     """python-jose falls back to pure-Python backends when `cryptography` is missing; we refuse to."""
     if jose.backends.ECKey is not CryptographyECKey:
-        raise RuntimeError("python-jose is not using its cryptography backend; install cryptography")
+        raise RuntimeError(
+            "python-jose is not using its cryptography backend; install cryptography"
+        )
 
 
 class TokenCodec:

@@ -9,7 +9,12 @@ from pathlib import Path
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from ..exceptions import DatabaseUnavailable
 from .models import Base
@@ -39,7 +44,11 @@ class Database:
             async with self.sessions() as session, session.begin():
                 yield session
         except (DBAPIError, OSError, ConnectionError) as exc:
-            if isinstance(exc, DBAPIError) and not exc.connection_invalidated and _is_data_error(exc):
+            if (
+                isinstance(exc, DBAPIError)
+                and not exc.connection_invalidated
+                and _is_data_error(exc)
+            ):
                 raise
             raise DatabaseUnavailable(str(exc).splitlines()[0]) from exc
 

@@ -105,7 +105,9 @@ async def get_user(db: Database, username: str) -> UserRecord | None:
 
 async def list_users(db: Database) -> list[UserRecord]:
     async with db.session() as session:
-        return [_record(user) for user in await session.scalars(select(User).order_by(User.username))]
+        return [
+            _record(user) for user in await session.scalars(select(User).order_by(User.username))
+        ]
 
 
 async def set_level(db: Database, username: str, level: str) -> None:
@@ -250,7 +252,9 @@ async def changes_since(db: Database, last: int) -> Snapshot | None:
         if sids:
             revoked = set(
                 await session.scalars(
-                    select(Session.sid).where(Session.sid.in_(sids), Session.revoked_at.is_not(None))
+                    select(Session.sid).where(
+                        Session.sid.in_(sids), Session.revoked_at.is_not(None)
+                    )
                 )
             )
         mounts: dict[str, str] = {}

@@ -85,7 +85,9 @@ class AuthPages:
             next=next_path,
             public_products=public,
         )
-        response = HTMLResponse(render("login.html", **context), status_code=status, headers=NO_STORE)
+        response = HTMLResponse(
+            render("login.html", **context), status_code=status, headers=NO_STORE
+        )
         if new_cookie:
             response.headers.append("set-cookie", runtime.csrf.set_cookie(csrf_value))
         return response
@@ -110,7 +112,9 @@ class AuthPages:
             return self._page(request, status=413, error="That form was too large.")
         next_path = safe_next(form.get("next"))
         if not runtime.csrf.check(request.headers.get("cookie", ""), form.get("csrf_token")):
-            logger.warning("login refused: CSRF token missing or wrong (%s)", client_address(request))
+            logger.warning(
+                "login refused: CSRF token missing or wrong (%s)", client_address(request)
+            )
             return self._page(
                 request,
                 status=403,
@@ -134,7 +138,9 @@ class AuthPages:
             sid, _ = await store.open_session(
                 runtime.db, user.username, lifetime=runtime.settings.auth.session_lifetime
             )
-            await store.audit(runtime.db, "login", username=user.username, client=client, provider="local")
+            await store.audit(
+                runtime.db, "login", username=user.username, client=client, provider="local"
+            )
             await runtime.directory.refresh()
         except (DatabaseUnavailable, UserError) as exc:
             logger.error("login unavailable: %s", exc)
@@ -155,7 +161,9 @@ class AuthPages:
         if form is None or not runtime.csrf.check(
             request.headers.get("cookie", ""), form.get("csrf_token")
         ):
-            return self._page(request, status=403, error="Your sign-out form expired. Please try again.")
+            return self._page(
+                request, status=403, error="Your sign-out form expired. Please try again."
+            )
         response = RedirectResponse("/auth/login", status_code=303, headers=NO_STORE)
         response.headers.append("set-cookie", runtime.cookie.clear().decode())
         user = request.scope.get("user")

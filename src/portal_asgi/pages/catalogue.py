@@ -40,4 +40,6 @@ class Catalogue:
         if not wants_html(request.scope):
             return JSONResponse({"products": entries})
         context = page_context(self.runtime, request, products=entries)
-        return HTMLResponse(render("catalogue.html", **context), headers={"cache-control": "no-store"})
+        return HTMLResponse(
+            render("catalogue.html", **context), headers={"cache-control": "no-store"}
+        )

@@ -23,12 +23,16 @@ class SystemPages:
     async def healthz(self, request: Request) -> Response:
         ok = await self.runtime.db.ping()
         body = {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unavailable"}
-        return JSONResponse(body, status_code=200 if ok else 503, headers={"cache-control": "no-store"})
+        return JSONResponse(
+            body, status_code=200 if ok else 503, headers={"cache-control": "no-store"}
+        )
 
     async def readyz(self, request: Request) -> Response:
         ready = self.runtime.directory.loaded
         return JSONResponse(
-            {"ready": ready}, status_code=200 if ready else 503, headers={"cache-control": "no-store"}
+            {"ready": ready},
+            status_code=200 if ready else 503,
+            headers={"cache-control": "no-store"},
         )
 
     async def jwks(self, request: Request) -> Response:

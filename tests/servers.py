@@ -1,0 +1,198 @@
+"""A real portal: uvicorn on a free loopback port, in a thread of the test process, serving a
+settings file written for the test. Tests talk to it over real HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import uvicorn
+
+from portal_asgi import Portal
+from portal_asgi.db import store
+from portal_asgi.db.engine import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+LEVELS = ("stable", "ea", "devel", "admin")
+
+
+def mount_path(level: str) -> str:
+    """Where the test portal mounts the test product at `level` (`/admin` is the portal's own)."""
+    return "/top" if level == "admin" else f"/{level}"
+
+
+def password_for(username: str) -> str:
+    return f"pw-{username}-secret"
+
+
+def settings_text(
+    tmp: Path,
+    *,
+    database_url: str | None = None,
+    mounts: str | None = None,
+    extra_portal: str = "",
+    auth: str = "",
+    port: int = 8000,
+) -> str:
+    database_url = database_url or f"sqlite+aiosqlite:///{tmp / 'portal.db'}"
+    if mounts is None:
+        mounts = "".join(
+            f'[[mount]]\npath = "{mount_path(level)}"\napp = "products.test.app:app"\n'
+            f'level = "{level}"\n\n'
+            for level in ("public", *LEVELS)
+        ) + (
+            '[[mount]]\npath = "/dashboard"\napp = "products.dashboard.app:app"\nlevel = "ea"\n\n'
+            '[[mount]]\npath = "/disagg/v1"\napp = "products.disagg.app:v1"\nlevel = "stable"\n\n'
+            '[[mount]]\npath = "/disagg/v2"\napp = "products.disagg.app:v2"\nlevel = "ea"\n\n'
+        )
+    return f"""
+[portal]
+title = "Test Portal"
+base_url = "http://127.0.0.1:{port}"
+database_url = "{database_url}"
+key_file = "{tmp / "key.pem"}"
+feed_interval = "0.2s"
+app_dir = "{ROOT}"
+{extra_portal}
+
+[auth]
+session_lifetime = "1h"
+idle_timeout = "30m"
+{auth}
+
+{mounts}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningPortal:
+    url: str
+    settings_file: Path
+    database_url: str
+    portal: Portal
+    server: uvicorn.Server
+    thread: threading.Thread
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, **kwargs: Any) -> httpx2.Client:
+        return httpx2.Client(base_url=self.url, follow_redirects=False, timeout=10, **kwargs)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://")
+
+    def run_db(self, coro_factory: Any) -> Any:
+        """Run `coro_factory(db)` against the portal's database from the test thread (as the CLI or
+        another worker would), with its own engine."""
+
+        async def work() -> Any:
+            db = Database(self.database_url)
+            try:
+                return await coro_factory(db)
+            finally:
+                await db.close()
+
+        return asyncio.run(work())
+
+    def add_user(self, username: str, level: str, email: str = "") -> None:
+        self.run_db(
+            lambda db: store.add_user(
+                db, username, level=level, password=password_for(username), email=email
+            )
+        )
+
+    def login(
+        self, client: httpx2.Client, username: str, password: str | None = None
+    ) -> httpx2.Response:
+        page = client.get("/auth/login")
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert match, page.text
+        return client.post(
+            "/auth/login",
+            data={
+                "username": username,
+                "password": password if password is not None else password_for(username),
+                "csrf_token": match.group(1),
+                "next": "/",
+            },
+        )
+
+    @contextmanager
+    def logged_in(self, username: str) -> Iterator[httpx2.Client]:
+        """A client holding `username`'s session cookie, closed on exit."""
+        with self.client() as client:
+            response = self.login(client, username)
+            assert response.status_code == 303, response.text
+            yield client
+
+    def csrf_token(self, client: httpx2.Client) -> str:
+        page = client.get("/auth/login")
+        if page.status_code == 303:  # already signed in: the catalogue carries the logout form
+            page = client.get("/", headers={"accept": "text/html"})
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert match, page.text
+        return match.group(1)
+
+    def wait_until(self, condition: Any, timeout: float = 5.0) -> None:
+        """Poll `condition()` until it holds: for changes that travel through the change feed."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout:.1f}s")
+            time.sleep(0.05)
+
+
+@contextmanager
+def serve(
+    tmp: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    ws: str = "auto",
+    **settings: Any,
+) -> Iterator[RunningPortal]:
+    port = free_port()
+    file = tmp / "settings.toml"
+    file.write_text(settings_text(tmp, port=port, **settings))
+    from portal_asgi.settings import load_settings
+
+    loaded = load_settings(file, environ=env)
+    portal = Portal(loaded)
+    config = uvicorn.Config(
+        portal,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws=ws,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("portal did not start")
+        time.sleep(0.02)
+    running = RunningPortal(
+        f"http://127.0.0.1:{port}", file, loaded.portal.database_url, portal, server, thread
+    )
+    try:
+        yield running
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
