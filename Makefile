@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format bench clean setup
+.PHONY: run test lint format bench clean setup browser
 
 setup: $(STAMP)
 
@@ -20,8 +20,17 @@ run: $(STAMP)
 	$(BIN)/portal-asgi db upgrade
 	$(BIN)/uvicorn portal_asgi:app --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium and its driver for the browser tests, from Debian's packages.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+
+# WebSocket capacity and echo round trip, portal against the bare app (docs/websockets.md).
+bench: $(STAMP)
+	$(BIN)/python bench/ws_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests products bench

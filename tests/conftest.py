@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from .servers import LEVELS, RunningPortal, serve
+from .oidc.harness import Provider, start_provider
+from .servers import LEVELS, MariaDB, RunningPortal, serve
 
 MARIADB_URL = os.environ.get("PORTAL_TEST_MARIADB", "mysql+asyncmy://root@127.0.0.1:3306/test")
 
@@ -27,8 +28,48 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
+    """panva's oidc-provider on loopback, for the OIDC tests (tests/oidc/provider.mjs)."""
+    with start_provider(tmp_path_factory.mktemp("oidc")) as provider:
+        yield provider
+
+
 @pytest.fixture
 def fresh_portal(tmp_path: Path) -> Iterator[RunningPortal]:
     """A portal of its own, for tests that change users, sessions or levels."""
     with serve(tmp_path) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDB]:
+    """The MariaDB server. Outside CI an unreachable server skips the test with the reason; with
+    CI=true the MariaDB tests must run, so an unreachable server is an error."""
+    server = MariaDB(MARIADB_URL)
+    problem = server.unreachable()
+    if problem is not None:
+        message = f"MariaDB unreachable at {server.address} ({problem})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI=true requires the MariaDB tests to run", pytrace=False)
+        pytest.skip(message)
+    try:
+        yield server
+    finally:
+        server.drop_all()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)],
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own, once on SQLite and once on MariaDB."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'portal.db'}"
+        return
+    server: MariaDB = request.getfixturevalue("mariadb")
+    url = server.database()
+    try:
+        yield url
+    finally:
+        server.drop(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import socket
 import threading
 import time
@@ -34,6 +35,19 @@ def password_for(username: str) -> str:
     return f"pw-{username}-secret"
 
 
+def default_mounts() -> str:
+    """The test product at every level, and the demo products, as [[mount]] tables."""
+    return "".join(
+        f'[[mount]]\npath = "{mount_path(level)}"\napp = "products.test.app:app"\n'
+        f'level = "{level}"\n\n'
+        for level in ("public", *LEVELS)
+    ) + (
+        '[[mount]]\npath = "/dashboard"\napp = "products.dashboard.app:app"\nlevel = "ea"\n\n'
+        '[[mount]]\npath = "/disagg/v1"\napp = "products.disagg.app:v1"\nlevel = "stable"\n\n'
+        '[[mount]]\npath = "/disagg/v2"\napp = "products.disagg.app:v2"\nlevel = "ea"\n\n'
+    )
+
+
 def settings_text(
     tmp: Path,
     *,
@@ -45,15 +59,7 @@ def settings_text(
 ) -> str:
     database_url = database_url or f"sqlite+aiosqlite:///{tmp / 'portal.db'}"
     if mounts is None:
-        mounts = "".join(
-            f'[[mount]]\npath = "{mount_path(level)}"\napp = "products.test.app:app"\n'
-            f'level = "{level}"\n\n'
-            for level in ("public", *LEVELS)
-        ) + (
-            '[[mount]]\npath = "/dashboard"\napp = "products.dashboard.app:app"\nlevel = "ea"\n\n'
-            '[[mount]]\npath = "/disagg/v1"\napp = "products.disagg.app:v1"\nlevel = "stable"\n\n'
-            '[[mount]]\npath = "/disagg/v2"\napp = "products.disagg.app:v2"\nlevel = "ea"\n\n'
-        )
+        mounts = default_mounts()
     return f"""
 [portal]
 title = "Test Portal"
@@ -163,6 +169,7 @@ def serve(
     *,
     env: Mapping[str, str] | None = None,
     ws: str = "auto",
+    proxy_headers: bool = True,
     **settings: Any,
 ) -> Iterator[RunningPortal]:
     port = free_port()
@@ -179,6 +186,8 @@ def serve(
         log_level="warning",
         ws=ws,
         lifespan="on",
+        # False: run as docs/security.md says, the portal alone reading forwarding headers
+        proxy_headers=proxy_headers,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -196,3 +205,62 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+class MariaDB:
+    """The MariaDB server the tests share with other test runs: every database made here is named
+    `portal_test_<random>_<n>`, so parallel runs never collide, and dropped by `drop_all()`."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.server_url = make_url(url).set(database="")
+        self.prefix = f"portal_test_{secrets.token_hex(4)}"
+        self.made: list[str] = []
+
+    @property
+    def address(self) -> str:
+        return f"{self.server_url.host}:{self.server_url.port or 3306}"
+
+    def _run(self, *statements: str) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        async def work() -> None:
+            engine = create_async_engine(self.server_url, connect_args={"connect_timeout": 5})
+            try:
+                async with engine.connect() as conn:
+                    for statement in statements:
+                        await conn.exec_driver_sql(statement)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(work())
+
+    def unreachable(self) -> str | None:
+        """Why the server cannot be used, or None when it can."""
+        try:
+            self._run("SELECT 1")
+        except Exception as exc:  # any failure to connect means "skip, or fail in CI"
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
+
+    def database(self) -> str:
+        """A new, empty database; its `mysql+asyncmy://` URL. Made latin1 on purpose, as older
+        servers do by default: the portal's tables must choose utf8mb4 themselves."""
+        name = f"{self.prefix}_{len(self.made)}"
+        self._run(f"CREATE DATABASE `{name}` CHARACTER SET latin1")
+        self.made.append(name)
+        return self.server_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        name = make_url(url).database
+        if name in self.made:
+            self._run(f"DROP DATABASE IF EXISTS `{name}`")
+            self.made.remove(name)
+
+    def drop_all(self) -> None:
+        for name in list(self.made):
+            self._run(f"DROP DATABASE IF EXISTS `{name}`")
+        self.made.clear()

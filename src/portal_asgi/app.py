@@ -1,10 +1,14 @@
 """The request path, top to bottom:
 
 Portal                      lifespan: settings, database, change feed, product lifespans
+  security_outer            SecurityHeaders, TrustedProxies, AuditDenials, RequestLimits
   PathCheck                 ambiguous paths answer 400 before routing
     Identity                cookie or Bearer -> scope["user"], scope["auth"]; X-Portal-* headers
-      Starlette router      portal pages, then one Mount(path, LevelGuard(level, product))
-                            per [[mount]], longest path first
+      OriginCheck           WebSocket handshakes from a foreign Origin answer 403
+      CrossSiteCheck        unsafe cross-site requests on the session cookie answer 403
+        Starlette router    portal pages, then one Mount(path, LevelGuard(level, product))
+                            per [[mount]], longest path first; inside each guard a
+                            SocketSession keeps judging the sockets it let through
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,12 +31,17 @@ from .answers import refuse
 from .exceptions import PortalError
 from .guard import LevelGuard
 from .identity import Identity
+from .oidc import ProviderBearer
+from .origins import OriginCheck
 from .pages.auth import AuthPages
 from .pages.catalogue import Catalogue
+from .pages.oidc import OIDCPages
 from .pages.system import SystemPages
 from .paths import PathCheck
 from .runtime import Runtime, build_runtime, running
+from .security import security_inner, security_outer
 from .settings import Settings, load_settings
+from .sockets import SocketSession
 from .types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("portal_asgi")
@@ -49,20 +59,26 @@ def _guarded_route(path: str, endpoint: Any, level: str, runtime: Runtime) -> Ro
     return Route(path, guard, methods=["GET", "HEAD"])
 
 
+def _live_level(runtime: Runtime, path: str) -> Callable[[], str]:
+    return lambda: runtime.policy.level(path)
+
+
 def routes(runtime: Runtime) -> list[BaseRoute]:
     title = runtime.settings.portal.title
     table: list[BaseRoute] = [
-        *AuthPages(runtime).routes(),
+        *(OIDCPages(runtime, runtime.oidc) if runtime.oidc else AuthPages(runtime)).routes(),
         *SystemPages(runtime).routes(),
         _guarded_route("/", Catalogue(runtime).endpoint, runtime.levels.lowest, runtime),
         Mount("/static", StaticFiles(packages=[("portal_asgi", "static")]), name="static"),
     ]
     for product in runtime.products:  # already longest path first
         path = product.mount.path
+        required = _live_level(runtime, path)
         guard = LevelGuard(
-            product.app,
+            # open sockets are judged again with the same rule, for as long as they stay open
+            SocketSession(product.app, registry=runtime.sockets, required=required),
             path=path,
-            required=lambda path=path: runtime.policy.level(path),  # type: ignore[misc]
+            required=required,
             levels=runtime.levels,
             title=title,
         )
@@ -91,6 +107,10 @@ class _AnswerResponse(Response):
         await refuse(scope, receive, send, self._status)
 
 
+def _websocket_origins(runtime: Runtime) -> tuple[str, ...]:
+    return (runtime.settings.portal.base_url, *runtime.settings.websocket.origins)
+
+
 def build_app(runtime: Runtime) -> Starlette:
     identity: dict[str, Any] = {
         "codec": runtime.codec,
@@ -99,9 +119,21 @@ def build_app(runtime: Runtime) -> Starlette:
         "cookie": runtime.cookie,
         "idle_timeout": runtime.settings.auth.idle_timeout,
     }
+    if runtime.oidc is not None:  # the provider's access tokens, after the portal's own
+        identity["bearer"] = [
+            ProviderBearer(
+                runtime.oidc, db=runtime.db, directory=runtime.directory, levels=runtime.levels
+            )
+        ]
     app = Starlette(
         routes=routes(runtime),
-        middleware=[Middleware(PathCheck), Middleware(Identity, **identity)],
+        middleware=[
+            *security_outer(runtime),  # headers, proxies, audit of denials, limits
+            Middleware(PathCheck),
+            Middleware(Identity, **identity),
+            Middleware(OriginCheck, allowed=_websocket_origins(runtime), db=runtime.db),
+            *security_inner(runtime),  # cross-site request blocking
+        ],
         exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},
     )
     app.state.runtime = runtime

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from .db import store
+from sqlalchemy import select
+
+from . import audit
+from .db import migrate, store, throttle
 from .db.engine import Database
+from .db.models import AuditEvent, utcnow
 from .exceptions import PortalError, UserError
 from .keys import load_or_create_key
 from .levels import Levels
@@ -87,7 +92,7 @@ async def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
 async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
     db = Database(settings.portal.database_url)
     try:
-        await db.create_all()
+        await migrate.upgrade(db)
         return await work(db)
     finally:
         await db.close()
@@ -194,7 +199,7 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
                 "exp": now + int(ttl),
             }
         )
-        await store.audit(db, "token.mint", username=user.username, sid=sid[:8], ttl=int(ttl))
+        await audit.record(db, "token.mint", username=user.username, sid=sid[:8], ttl=int(ttl))
         print(
             f"API token for {user.username} (level {user.level}), valid {args.ttl}:",
             file=sys.stderr,
@@ -216,7 +221,7 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
             sid = args.token  # a bare sid
         if not await store.revoke_session(db, sid):
             raise UserError("no such active token")
-        await store.audit(db, "token.revoke", sid=sid[:8])
+        await audit.record(db, "token.revoke", sid=sid[:8])
         print("revoked")
         return 0
 
@@ -225,7 +230,71 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
-        print(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
+        revision = await migrate.upgrade(db)  # already at head: tells which revision that is
+        url = db.engine.url.render_as_string(hide_password=True)
+        print(f"database ready at revision {revision}: {url}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_bans_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Database) -> int:
+        await throttle.ensure_tables(db)
+        rows = [
+            (b.kind, b.key, b.until.isoformat(sep=" "), str(b.failures))
+            for b in await throttle.list_bans(db, utcnow())
+        ]
+        _print_table(rows, ("kind", "account or address", "banned until (UTC)", "failures"))
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_bans_clear(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(db: Database) -> int:
+        await throttle.ensure_tables(db)
+        count = await throttle.clear_bans(db, key=args.key)
+        await audit.record(db, "ban.clear", key=args.key or "*", count=count)
+        print(f"lifted {count} ban{'s' if count != 1 else ''}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+def _audit_line(event: AuditEvent) -> str:
+    try:
+        detail = json.loads(event.detail) if event.detail else {}
+    except ValueError:
+        detail = {"detail": event.detail}
+    body = {"id": event.id, "at": event.at.isoformat(), "event": event.event}
+    body |= {"username": event.username, "client": event.client, **detail}
+    return json.dumps(body, default=str, sort_keys=True)
+
+
+async def cmd_audit_tail(args: argparse.Namespace, settings: Settings) -> int:
+    """The newest events as JSON lines, oldest first; `--follow` keeps printing new ones."""
+
+    async def work(db: Database) -> int:
+        async with db.session() as session:
+            newest = await session.scalars(
+                select(AuditEvent).order_by(AuditEvent.id.desc()).limit(args.lines)
+            )
+            events = list(reversed(newest.all()))
+        for event in events:
+            print(_audit_line(event), flush=True)
+        last = events[-1].id if events else 0
+        while args.follow:
+            await asyncio.sleep(1.0)
+            async with db.session() as session:
+                fresh = (
+                    await session.scalars(
+                        select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id)
+                    )
+                ).all()
+            for event in fresh:
+                print(_audit_line(event), flush=True)
+                last = event.id
         return 0
 
     return await _with_db(settings, work)
@@ -278,6 +347,18 @@ def parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="create or upgrade the database tables").set_defaults(
         run=cmd_db_upgrade
     )
+    bans = sub.add_parser("bans", help="login bans").add_subparsers(dest="bans", required=True)
+    bans.add_parser("list", help="bans in force").set_defaults(run=cmd_bans_list)
+    clear = bans.add_parser("clear", help="lift every ban, or those on one account or address")
+    clear.add_argument("key", nargs="?", help="a username or a client address")
+    clear.set_defaults(run=cmd_bans_clear)
+
+    audit_parser = sub.add_parser("audit", help="audit log")
+    audit_log = audit_parser.add_subparsers(dest="audit", required=True)
+    tail = audit_log.add_parser("tail", help="the newest audit events, as JSON lines")
+    tail.add_argument("-n", "--lines", type=int, default=20)
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.set_defaults(run=cmd_audit_tail)
     return top
 
 

@@ -11,6 +11,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .db import store
 from .db.engine import Database
 from .exceptions import DatabaseUnavailable
@@ -31,6 +33,7 @@ class Directory:
         self.last_change = 0
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
+        self._unrecorded: set[str] = set()  # revoked here while the database was down
 
     def on_change(self, listener: Listener) -> None:
         """Call `listener` after every refresh that changed something (open WebSockets re-check)."""
@@ -41,6 +44,20 @@ class Directory:
 
     def is_revoked(self, sid: str) -> bool:
         return sid in self.revoked
+
+    def revoke_here(self, sid: str) -> None:
+        """A revocation the database could not record (a logout while it is down): refused by
+        this worker at once, and written to the database by the feed as soon as it answers."""
+        self.revoked.add(sid)
+        self._unrecorded.add(sid)
+
+    async def _record_revocations(self) -> None:
+        for sid in sorted(self._unrecorded):
+            await store.revoke_session(self.db, sid)
+            self._unrecorded.discard(sid)
+            logger.warning(
+                "change feed: recorded revocation of session %s… made while down", sid[:6]
+            )
 
     async def load(self) -> None:
         snap = await store.snapshot(self.db)
@@ -85,11 +102,15 @@ class Directory:
         while True:
             await asyncio.sleep(self.interval)
             try:
+                await self._record_revocations()
                 await self.refresh()
-            except DatabaseUnavailable as exc:
+            except (DatabaseUnavailable, SQLAlchemyError) as exc:
+                # Anything the database says (down, or a table gone) must not end the feed: this
+                # worker keeps serving from memory and catches up when the database answers.
                 if not failing:
                     logger.warning(
-                        "change feed: database unavailable (%s); serving from memory", exc
+                        "change feed: database unavailable (%s); serving from memory",
+                        str(exc).splitlines()[0],
                     )
                 failing = True
             else:

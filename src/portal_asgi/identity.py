@@ -50,7 +50,7 @@ class Identity:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope.get("headers", ()) if not k.startswith(b"x-portal-")]
+        headers = [(k, v) for k, v in scope.get("headers", ()) if not _is_portal_header(k)]
         user, claims = await self.authenticate(scope)
         if isinstance(user, PortalUser):
             scope["auth"] = AuthCredentials(["authenticated", *self.levels.scopes(user.level)])
@@ -101,6 +101,10 @@ class Identity:
         if via == "session" and claims.get("typ") != "session":
             logger.info("token refused: a %s token in the session cookie", claims.get("typ"))
             return None
+        if via == "session" and not float(claims.get("sxp", claims["exp"])) > time.time():
+            # the absolute lifetime, whatever `exp` says: no refresh may carry a session past it
+            logger.info("token refused: session past its absolute lifetime")
+            return None
         if self.directory.is_revoked(claims["sid"]):
             return None
         state = self.directory.user(str(claims["sub"]))
@@ -139,6 +143,12 @@ class Identity:
             await send(message)
 
         return wrapped
+
+
+def _is_portal_header(name: bytes) -> bool:
+    """`x-portal-*`, also spelt with underscores: a WSGI bridge turns `X_Portal_User` into the
+    same `HTTP_X_PORTAL_USER` as `X-Portal-User`, so a client could forge it that way."""
+    return name.lower().replace(b"_", b"-").startswith(b"x-portal-")
 
 
 def _header_value(value: str) -> bytes:

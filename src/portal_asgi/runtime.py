@@ -13,15 +13,17 @@ from dataclasses import dataclass
 
 from .cookies import SessionCookie
 from .csrf import CSRF
-from .db import store
+from .db import migrate, store
 from .db.engine import Database
 from .directory import Directory
 from .exceptions import DatabaseUnavailable, UserError
 from .keys import SigningKey, load_or_create_key
 from .levels import Levels
+from .oidc import OIDCProvider
 from .policy import Policy
 from .products import Product, load_products, run_lifespans
 from .settings import Settings
+from .sockets import SocketRegistry
 from .tokens import TokenCodec
 
 logger = logging.getLogger("portal_asgi")
@@ -39,6 +41,8 @@ class Runtime:
     cookie: SessionCookie
     csrf: CSRF
     products: tuple[Product, ...]
+    sockets: SocketRegistry
+    oidc: OIDCProvider | None = None  # when [auth] provider = "oidc"
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -47,6 +51,7 @@ def build_runtime(settings: Settings) -> Runtime:
     db = Database(settings.portal.database_url)
     key = load_or_create_key(settings.portal.key_file)
     directory = Directory(db, interval=settings.portal.feed_interval)
+    cookie = SessionCookie(secure=settings.https)
     return Runtime(
         settings=settings,
         levels=levels,
@@ -55,9 +60,17 @@ def build_runtime(settings: Settings) -> Runtime:
         codec=TokenCodec(key, issuer=settings.portal.base_url),
         directory=directory,
         policy=Policy(settings.mounts, levels, directory),
-        cookie=SessionCookie(secure=settings.https),
+        cookie=cookie,
         csrf=CSRF(key.secret, secure=settings.https),
         products=tuple(load_products(settings)),
+        sockets=SocketRegistry(
+            settings.websocket, levels=levels, directory=directory, cookie=cookie
+        ),
+        oidc=(
+            OIDCProvider(settings.auth.oidc, base_url=settings.portal.base_url)
+            if settings.auth.provider == "oidc" and settings.auth.oidc is not None
+            else None
+        ),
     )
 
 
@@ -81,21 +94,40 @@ async def ensure_admin(runtime: Runtime) -> str | None:
     return password
 
 
+async def prepare_database(runtime: Runtime) -> None:
+    """Upgrade the schema (safe when several workers start at once), create the first user,
+    load the directory."""
+    await migrate.upgrade(runtime.db)
+    await ensure_admin(runtime)
+    await runtime.directory.load()
+
+
+async def _keep_fresh(runtime: Runtime) -> None:
+    """Until the database has answered once, retry the startup steps; then poll the feed."""
+    while not runtime.directory.loaded:
+        await asyncio.sleep(runtime.directory.interval)
+        try:
+            await prepare_database(runtime)
+        except DatabaseUnavailable:
+            continue
+        logger.warning("database reachable again: directory loaded")
+    await runtime.directory.run()
+
+
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
     """Open the database, load the directory, poll the change feed, run product lifespans."""
     try:
-        await runtime.db.create_all()
-        await ensure_admin(runtime)
-        await runtime.directory.load()
+        await prepare_database(runtime)
     except DatabaseUnavailable as exc:
         # Start anyway: the login page answers 503 until the database is back, and the feed
-        # loads the directory as soon as it can.
+        # task finishes these steps as soon as it can.
         logger.error("database unavailable at startup: %s", exc)
-    feed = asyncio.create_task(runtime.directory.run(), name="portal-asgi change feed")
+    feed = asyncio.create_task(_keep_fresh(runtime), name="portal-asgi change feed")
     try:
         lifespan_apps = [app for product in runtime.products for app in product.lifespan_apps]
-        async with run_lifespans(lifespan_apps):
+        # sockets close (1001) before the products' own shutdown runs
+        async with run_lifespans(lifespan_apps), runtime.sockets.running():
             yield runtime
     finally:
         feed.cancel()

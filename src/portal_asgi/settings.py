@@ -6,6 +6,7 @@ the database (see `products.py` for import strings).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -45,6 +46,11 @@ class OIDCSettings:
         "client_secret_basic"  # noqa: S105 - a method name, not a secret
     )
     name: str = "your organisation's sign-in"
+    redirect_uri: str = ""  # "" means base_url + "/auth/callback"
+    post_logout_redirect_uri: str = ""  # "" means base_url + "/"
+    username_claim: str = "preferred_username"  # then email, then sub
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    timeout: float = 10.0  # seconds for each call to the provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class MountSettings:
     level: str
     websocket: str | None = None
     title: str = ""
+    csrf: bool = True  # cross-site request blocking (crosssite.py); off for Bearer-only APIs
     description: str = ""
     index: int = 0  # position in the file, 1-based, for error messages
 
@@ -82,11 +89,38 @@ class PortalSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """`[security]`: login regulation, proxies, headers and request limits (docs/security.md)."""
+
+    max_retries: int = 5
+    find_time: float = 120
+    ban_time: float = 300
+    trusted_proxies: tuple[str, ...] = ()
+    product_headers: tuple[tuple[str, str], ...] = (("x-content-type-options", "nosniff"),)
+    hsts_max_age: int = 31_536_000
+    max_body_size: int = 1024 * 1024
+    max_headers: int = 100
+    audit_denials_per_minute: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketSettings:
+    """`[websocket]`: who may open sockets from where, and their limits (docs/websockets.md)."""
+
+    origins: tuple[str, ...] = ()  # allowed besides base_url's own origin
+    max_per_user: int = 20  # open sockets per user, per worker
+    max_message: int = 1024 * 1024  # bytes; a larger message closes the socket with 1009
+    idle_timeout: float = 15 * 60  # no message either way for this long closes it with 4408
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     file: str
     portal: PortalSettings = field(default_factory=PortalSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     mounts: tuple[MountSettings, ...] = ()
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
 
     @property
     def https(self) -> bool:
@@ -202,7 +236,8 @@ def load_settings(
 
 
 def parse_settings(data: Mapping[str, Any], *, file: str, environ: Mapping[str, str]) -> Settings:
-    top = _Reader(file, "", dict(data), ("portal", "auth", "mount"), environ)
+    tables = ("portal", "auth", "mount", "security", "websocket")
+    top = _Reader(file, "", dict(data), tables, environ)
     portal = _parse_portal(file, top.table.get("portal", {}), environ)
     auth = _parse_auth(file, top.table.get("auth", {}), environ)
     mounts_raw = top.table.get("mount", [])
@@ -221,7 +256,11 @@ def parse_settings(data: Mapping[str, Any], *, file: str, environ: Mapping[str, 
                 f"duplicate mount path {mount.path!r} (also {seen[mount.path].key})",
             )
         seen[mount.path] = mount
-    return Settings(file=file, portal=portal, auth=auth, mounts=mounts)
+    security = _parse_security(file, top.table.get("security", {}), environ)
+    websocket = _parse_websocket(file, top.table.get("websocket", {}), environ)
+    return Settings(
+        file=file, portal=portal, auth=auth, mounts=mounts, security=security, websocket=websocket
+    )
 
 
 def _parse_portal(file: str, table: object, environ: Mapping[str, str]) -> PortalSettings:
@@ -291,6 +330,11 @@ def _parse_oidc(file: str, table: object, environ: Mapping[str, str]) -> OIDCSet
         "level_source",
         "token_endpoint_auth_method",
         "name",
+        "redirect_uri",
+        "post_logout_redirect_uri",
+        "username_claim",
+        "algorithms",
+        "timeout",
     )
     reader = _Reader(file, "auth.oidc", table, known, environ)
     defaults = OIDCSettings(issuer="", client_id="", client_secret=Secret(""))
@@ -313,23 +357,35 @@ def _parse_oidc(file: str, table: object, environ: Mapping[str, str]) -> OIDCSet
             "client_secret_post" if method == "client_secret_post" else "client_secret_basic"
         ),
         name=reader.string("name", defaults.name),
+        redirect_uri=reader.string("redirect_uri", defaults.redirect_uri),
+        post_logout_redirect_uri=reader.string(
+            "post_logout_redirect_uri", defaults.post_logout_redirect_uri
+        ),
+        username_claim=reader.string("username_claim", defaults.username_claim),
+        algorithms=_oidc_algorithms(file, reader.strings("algorithms", defaults.algorithms)),
+        timeout=reader.duration("timeout", defaults.timeout),
     )
+
+
+def _oidc_algorithms(file: str, algorithms: tuple[str, ...]) -> tuple[str, ...]:
+    # Asymmetric only: an HS256 token "signed" with a provider's public key must never verify
+    # (RFC 8725 section 3.1), and "none" is not an algorithm.
+    allowed = ("RS256", "ES256")
+    if not algorithms or any(alg not in allowed for alg in algorithms):
+        raise SettingsError(
+            file, "auth.oidc.algorithms", f"must be a non-empty list of {', '.join(allowed)}"
+        )
+    return algorithms
 
 
 def _parse_mount(
     file: str, index: int, table: object, levels: tuple[str, ...], environ: Mapping[str, str]
 ) -> MountSettings:
     prefix = f"mount[{index}]"
-    known = ("path", "app", "websocket", "level", "title", "description")
+    known = ("path", "app", "websocket", "level", "title", "description", "csrf")
     reader = _Reader(file, prefix, table, known, environ)
     path = reader.string("path")
-    if not _MOUNT_PATH.match(path) or any(part in (".", "..") for part in path.split("/")):
-        raise SettingsError(
-            file,
-            f"{prefix}.path",
-            f"{path!r} is not a mount path: start with '/', no trailing slash, "
-            "letters, digits, '.', '_', '~' and '-' only",
-        )
+    # reserved first: '/.well-known' would otherwise be refused for its leading dot
     for reserved in RESERVED_PATHS:
         if path == reserved or path.startswith(reserved + "/"):
             raise SettingsError(
@@ -337,6 +393,13 @@ def _parse_mount(
                 f"{prefix}.path",
                 f"{path!r} is inside {reserved}, which the portal itself uses",
             )
+    if not _MOUNT_PATH.match(path) or any(part in (".", "..") for part in path.split("/")):
+        raise SettingsError(
+            file,
+            f"{prefix}.path",
+            f"{path!r} is not a mount path: start with '/', no trailing slash, "
+            "letters, digits, '.', '_', '~' and '-' only",
+        )
     if not reader.has("level"):
         raise SettingsError(
             file,
@@ -358,5 +421,96 @@ def _parse_mount(
         websocket=reader.optional_string("websocket"),
         title=reader.string("title", path.rsplit("/", 1)[-1]),
         description=reader.string("description", ""),
+        csrf=_boolean(reader, "csrf", True),
         index=index,
+    )
+
+
+def _boolean(reader: _Reader, name: str, default: bool) -> bool:
+    value = reader.raw(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise SettingsError(reader.file, reader.key(name), f"expected true or false, got {value!r}")
+    return value
+
+
+def _count(reader: _Reader, name: str, default: int) -> int:
+    value = reader.raw(name)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingsError(
+            reader.file, reader.key(name), f"expected a whole number above 0, got {value!r}"
+        )
+    return value
+
+
+def _parse_security(file: str, table: object, environ: Mapping[str, str]) -> SecuritySettings:
+    known = (
+        "max_retries",
+        "find_time",
+        "ban_time",
+        "trusted_proxies",
+        "product_headers",
+        "hsts_max_age",
+        "max_body_size",
+        "max_headers",
+        "audit_denials_per_minute",
+    )
+    reader = _Reader(file, "security", table, known, environ)
+    defaults = SecuritySettings()
+    proxies = reader.strings("trusted_proxies", defaults.trusted_proxies)
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(
+                file, "security.trusted_proxies", f"{proxy!r} is not an address or a network"
+            ) from None
+    headers = defaults.product_headers
+    if reader.has("product_headers"):
+        raw = reader.table["product_headers"]
+        if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and "\n" not in v and "\r" not in v
+            for k, v in raw.items()
+        ):
+            raise SettingsError(
+                file, "security.product_headers", "expected a table of header names to strings"
+            )
+        headers = tuple((k.lower(), v) for k, v in raw.items())
+    return SecuritySettings(
+        max_retries=_count(reader, "max_retries", defaults.max_retries),
+        find_time=reader.duration("find_time", defaults.find_time),
+        ban_time=reader.duration("ban_time", defaults.ban_time),
+        trusted_proxies=proxies,
+        product_headers=headers,
+        hsts_max_age=_count(reader, "hsts_max_age", defaults.hsts_max_age),
+        max_body_size=_count(reader, "max_body_size", defaults.max_body_size),
+        max_headers=_count(reader, "max_headers", defaults.max_headers),
+        audit_denials_per_minute=_count(
+            reader, "audit_denials_per_minute", defaults.audit_denials_per_minute
+        ),
+    )
+
+
+def _parse_websocket(file: str, table: object, environ: Mapping[str, str]) -> WebSocketSettings:
+    known = ("origins", "max_per_user", "max_message", "idle_timeout")
+    reader = _Reader(file, "websocket", table, known, environ)
+    defaults = WebSocketSettings()
+    origins = reader.strings("origins", defaults.origins)
+    for origin in origins:
+        if not re.match(r"^https?://[^/\s]+$", origin):
+            raise SettingsError(
+                file,
+                "websocket.origins",
+                f"expected origins like 'https://app.example.org', got {origin!r}",
+            )
+    return WebSocketSettings(
+        origins=tuple(origin.lower() for origin in origins),
+        max_per_user=_count(reader, "max_per_user", defaults.max_per_user),
+        max_message=_count(reader, "max_message", defaults.max_message),
+        idle_timeout=reader.duration("idle_timeout", defaults.idle_timeout),
     )

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,18 +29,28 @@ from .models import Base
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         parsed = make_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()
+        # A server that stops answering without closing the connection (a network partition)
+        # would hang a request for minutes: past `timeout`, it is unavailable. Not for SQLite,
+        # whose waits are its own busy_timeout on a local file.
+        self.timeout: float | None = None if self.dialect == "sqlite" else timeout
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 15})
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
+            # utf8mb4 whatever the server's default (names with emoji); a short connect timeout
+            # so that a database that went away answers "unavailable" quickly instead of hanging.
             self.engine = create_async_engine(
-                url, pool_pre_ping=True, pool_recycle=1800, pool_timeout=5
+                url,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+                pool_timeout=5,
+                connect_args={"charset": "utf8mb4", "connect_timeout": 5},
             )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -41,16 +59,13 @@ class Database:
         """A transaction: committed on success, rolled back on error; driver errors become
         DatabaseUnavailable (IntegrityError and friends pass through)."""
         try:
-            async with self.sessions() as session, session.begin():
+            async with asyncio.timeout(self.timeout), self.sessions() as session, session.begin():
                 yield session
-        except (DBAPIError, OSError, ConnectionError) as exc:
-            if (
-                isinstance(exc, DBAPIError)
-                and not exc.connection_invalidated
-                and _is_data_error(exc)
-            ):
+        except (DBAPIError, PoolTimeout, OSError) as exc:
+            outage = as_unavailable(exc)
+            if outage is None:
                 raise
-            raise DatabaseUnavailable(str(exc).splitlines()[0]) from exc
+            raise outage from exc
 
     async def create_all(self) -> None:
         try:
@@ -61,9 +76,9 @@ class Database:
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(self.timeout), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except (SQLAlchemyError, OSError, ConnectionError):
+        except (SQLAlchemyError, OSError):
             return False
         return True
 
@@ -71,10 +86,15 @@ class Database:
         await self.engine.dispose()
 
 
-def _is_data_error(exc: DBAPIError) -> bool:
-    from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
-
-    return isinstance(exc, IntegrityError | DataError | ProgrammingError)
+def as_unavailable(exc: DBAPIError | PoolTimeout | OSError) -> DatabaseUnavailable | None:
+    """`DatabaseUnavailable` when the database did not answer; None when it answered "no" (a
+    duplicate key, a bad value: the caller's business, raised as it is)."""
+    if (
+        isinstance(exc, IntegrityError | DataError | ProgrammingError)
+        and not exc.connection_invalidated
+    ):
+        return None
+    return DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

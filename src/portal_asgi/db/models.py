@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -13,11 +13,25 @@ def utcnow() -> dt.datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints, the same on SQLite and MariaDB, so a later migration can drop them by name.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            # no "pk": MariaDB names every primary key PRIMARY, and warns about any other name
+        }
+    )
+
+
+# MariaDB: utf8mb4 whatever the server's default, and a binary collation so that names and
+# session ids compare exactly as on SQLite (`Alice` and `alice` are two users on both).
+MARIADB_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = MARIADB_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
@@ -36,6 +50,7 @@ class Session(Base):
     """A browser session or an API token: both are tokens with a `sid` that can be revoked."""
 
     __tablename__ = "sessions"
+    __table_args__ = MARIADB_TABLE
 
     sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -51,6 +66,7 @@ class Change(Base):
     """The change feed every worker polls: what changed, never why."""
 
     __tablename__ = "changes"
+    __table_args__ = MARIADB_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))  # "user", "session", "mount"
@@ -62,6 +78,7 @@ class MountLevel(Base):
     """A product level set at run time (admin area), overriding settings.toml."""
 
     __tablename__ = "mount_levels"
+    __table_args__ = MARIADB_TABLE
 
     path: Mapped[str] = mapped_column(String(255), primary_key=True)
     level: Mapped[str] = mapped_column(String(64))
@@ -71,6 +88,7 @@ class MountLevel(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    __table_args__ = MARIADB_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,10 +141,84 @@ async def set_active(db: Database, username: str, active: bool) -> None:
         _change(session, "user", username)
 
 
+async def delete_user(db: Database, username: str) -> None:
+    """Remove a user; their sessions and tokens go with them (ON DELETE CASCADE), and every
+    worker drops the user from its directory, which ends those sessions there too."""
+    async with db.session() as session:
+        user = await _user(session, username)
+        await session.execute(delete(Session).where(Session.user_id == user.id))
+        await session.delete(user)
+        _change(session, "user", username)
+
+
 async def set_password(db: Database, username: str, password: str) -> None:
     async with db.session() as session:
         user = await _user(session, username)
         user.password_hash = hash_password(password)
+
+
+async def upsert_oidc_user(
+    db: Database,
+    *,
+    subject: str,
+    username: str,
+    email: str,
+    name: str,
+    level: str | None,
+    default_level: str,
+    fallback_username: str,
+) -> UserRecord:
+    """The user an OpenID provider vouched for, found by `subject` and refreshed (email, name,
+    last login, and `level` unless None), or created at `level or default_level`. Never takes
+    over an account by username: when `username` belongs to another account, the new one is
+    named `fallback_username`. Records a "user" change so every worker learns the level."""
+    try:
+        return await _upsert_oidc_user(
+            db, subject, username, email, name, level, default_level, fallback_username
+        )
+    except IntegrityError:  # two first logins of the same user at once: the other one won
+        raise UserError(f"could not record the user with subject {subject!r}; try again") from None
+
+
+async def _upsert_oidc_user(
+    db: Database,
+    subject: str,
+    username: str,
+    email: str,
+    name: str,
+    level: str | None,
+    default_level: str,
+    fallback_username: str,
+) -> UserRecord:
+    async with db.session() as session:
+        user = await session.scalar(select(User).where(User.subject == subject))
+        if user is None:
+            taken = await session.scalar(select(User.id).where(User.username == username))
+            if taken is not None:
+                username = fallback_username
+            user = User(
+                username=username,
+                level=level or default_level,
+                provider="oidc",
+                subject=subject,
+                password_hash=None,
+            )
+            session.add(user)
+        elif level is not None:
+            user.level = level
+        user.email = email[:254]
+        user.name = name[:200]
+        user.last_login_at = utcnow()
+        await session.flush()
+        _change(session, "user", user.username)
+        return _record(user)
+
+
+async def username_for_subject(db: Database, subject: str) -> str | None:
+    """The portal username of the OpenID provider user `subject`, or None before their first login."""
+    async with db.session() as session:
+        found = await session.scalar(select(User.username).where(User.subject == subject))
+        return str(found) if found is not None else None
 
 
 async def check_password(db: Database, username: str, password: str) -> UserRecord | None:
@@ -196,6 +270,21 @@ async def revoke_session(db: Database, sid: str) -> bool:
 async def revoke_user_sessions(db: Database, username: str) -> None:
     async with db.session() as session:
         await _revoke_all(session, await _user(session, username))
+
+
+async def set_mount_level(db: Database, path: str, level: str | None, *, by: str = "") -> None:
+    """Override a mount's level from settings.toml at run time (None removes the override); every
+    worker applies it on its next poll, open WebSockets included."""
+    async with db.session() as session:
+        row = await session.get(MountLevel, path)
+        if level is None:
+            if row is not None:
+                await session.delete(row)
+        elif row is None:
+            session.add(MountLevel(path=path, level=level, changed_by=by[:150]))
+        else:
+            row.level, row.changed_at, row.changed_by = level, utcnow(), by[:150]
+        _change(session, "mount", path)
 
 
 @dataclass(frozen=True, slots=True)

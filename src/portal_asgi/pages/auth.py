@@ -10,9 +10,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .. import audit
 from ..db import store
 from ..exceptions import DatabaseUnavailable, UserError
 from ..redirects import safe_next
+from ..regulation import Regulator
 from ..runtime import Runtime
 from ..user import PortalUser
 from .context import page_context
@@ -56,6 +58,7 @@ def issue_session(runtime: Runtime, response: Response, username: str, sid: str)
 class AuthPages:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.regulator = Regulator(runtime.db, runtime.settings.security)
 
     def routes(self) -> list[Route]:
         return [
@@ -65,7 +68,13 @@ class AuthPages:
         ]
 
     def _page(
-        self, request: Request, *, status: int = 200, error: str = "", next_path: str = "/"
+        self,
+        request: Request,
+        *,
+        status: int = 200,
+        error: str = "",
+        next_path: str = "/",
+        **extra: Any,  # more template context (the OIDC pages add `oidc`, the provider's name)
     ) -> Response:
         runtime = self.runtime
         csrf_value = runtime.csrf.cookie_value(request.headers.get("cookie", ""))
@@ -84,6 +93,7 @@ class AuthPages:
             error=error,
             next=next_path,
             public_products=public,
+            **extra,
         )
         response = HTMLResponse(
             render("login.html", **context), status_code=status, headers=NO_STORE
@@ -125,20 +135,30 @@ class AuthPages:
         password = form.get("password", "")[:1024]
         client = client_address(request)
         try:
+            # a ban answers before the password is checked: the same for known and unknown names
+            retry_after = await self.regulator.retry_after(username, client)
+            if retry_after:
+                return self._too_many(request, retry_after, next_path)
             user = await store.check_password(runtime.db, username, password) if username else None
             if user is None:
-                await store.audit(runtime.db, "login.failed", username=username, client=client)
+                await audit.record(
+                    runtime.db, "login.failed", username=username, client=client, provider="local"
+                )
                 logger.info("login failed for %r from %s", username, client)
+                retry_after = await self.regulator.failed(username, client)
+                if retry_after:
+                    return self._too_many(request, retry_after, next_path)
                 return self._page(
                     request,
                     status=401,
                     error="Wrong username or password.",
                     next_path=next_path,
                 )
+            await self.regulator.succeeded(username)
             sid, _ = await store.open_session(
                 runtime.db, user.username, lifetime=runtime.settings.auth.session_lifetime
             )
-            await store.audit(
+            await audit.record(
                 runtime.db, "login", username=user.username, client=client, provider="local"
             )
             await runtime.directory.refresh()
@@ -153,6 +173,18 @@ class AuthPages:
         logger.info("login: %s from %s", user.username, client)
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
         issue_session(runtime, response, user.username, sid)
+        return response
+
+    def _too_many(self, request: Request, retry_after: int, next_path: str) -> Response:
+        minutes = max(1, -(-retry_after // 60))
+        response = self._page(
+            request,
+            status=429,
+            error=f"Too many failed sign-ins. Try again in {minutes} minute"
+            + ("s." if minutes > 1 else "."),
+            next_path=next_path,
+        )
+        response.headers["retry-after"] = str(retry_after)
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -170,11 +202,13 @@ class AuthPages:
         if isinstance(user, PortalUser) and user.via == "session":
             try:
                 await store.revoke_session(runtime.db, user.sid)
-                await store.audit(
+                await audit.record(
                     runtime.db, "logout", username=user.username, client=client_address(request)
                 )
                 await runtime.directory.refresh()
             except DatabaseUnavailable as exc:
-                logger.error("logout could not revoke session %s…: %s", user.sid[:6], exc)
+                # Refused here at once; recorded for every worker when the database is back.
+                runtime.directory.revoke_here(user.sid)
+                logger.error("logout could not record revocation of %s… yet: %s", user.sid[:6], exc)
             logger.info("logout: %s", user.username)
         return response

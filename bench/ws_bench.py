@@ -1,0 +1,227 @@
+"""WebSocket benchmark: how many authorised sockets one portal worker holds, and the echo round
+trip through the portal against the same Starlette app served bare, side by side in one run.
+
+Both servers are real uvicorn processes (one worker each) on loopback; the client is this process
+(websockets' asyncio client). Usage: `make bench`, or `python bench/ws_bench.py --sockets 2000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+USER, PASSWORD = "bench", "bench-password-not-secret"
+
+
+def raise_open_files(wanted: int) -> int:
+    """Lift the soft limit on open files towards `wanted` (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_settings(tmp: Path, port: int) -> Path:
+    file = tmp / "settings.toml"
+    file.write_text(f"""
+[portal]
+title = "Bench"
+base_url = "http://127.0.0.1:{port}"
+database_url = "sqlite+aiosqlite:///{tmp / "portal.db"}"
+key_file = "{tmp / "key.pem"}"
+app_dir = "{ROOT}"
+
+[websocket]
+max_per_user = 100000
+idle_timeout = "1h"
+
+[[mount]]
+path = "/echo"
+app = "products.echo.app:app"
+level = "ea"
+""")
+    return file
+
+
+def cli(settings: Path, *args: str, stdin: str = "") -> None:
+    subprocess.run(
+        [str(BIN / "portal-asgi"), "--settings", str(settings), *args],
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PORTAL_ADMIN_PASSWORD": "bench-admin-not-secret"},
+    )
+
+
+@contextmanager
+def uvicorn(app: str, port: int, ws: str, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--ws", ws, "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT)]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx2.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx2.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{app} did not start") from None
+                time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def login(base: str) -> str:
+    with httpx2.Client(base_url=base, timeout=10) as client:
+        page = client.get("/auth/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        fields = {"username": USER, "password": PASSWORD, "csrf_token": token.group(1)}
+        answer = client.post("/auth/login", data=fields | {"next": "/"})
+        assert answer.status_code == 303, answer.text
+        return str(client.cookies["portal_session"])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def open_one(url: str, headers: dict[str, str]) -> ClientConnection:
+    ws = await connect(url, additional_headers=headers, open_timeout=60, max_size=None)
+    await ws.recv()  # the greeting: the product ran, with websocket.user set
+    return ws
+
+
+async def hold(url: str, headers: dict[str, str], count: int, pid: int) -> dict[str, float]:
+    """Open `count` authorised sockets, prove every one answers, report time and memory."""
+    before = rss_mib(pid)
+    started = time.perf_counter()
+    sockets: list[ClientConnection] = []
+    try:
+        for first in range(0, count, 100):  # in batches: a burst of 2,000 SYNs overflows backlog
+            batch = min(100, count - first)
+            sockets += await asyncio.gather(*(open_one(url, headers) for _ in range(batch)))
+        opened = time.perf_counter() - started
+        await asyncio.gather(*(ws.send("ping") for ws in sockets))
+        answers = await asyncio.gather(*(ws.recv() for ws in sockets))
+        alive = sum(answer == "ping" for answer in answers)
+        held_rss = rss_mib(pid)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {
+        "held": alive,
+        "open_seconds": opened,
+        "rss_before": before,
+        "rss_held": held_rss,
+        "kib_per_socket": (held_rss - before) * 1024 / max(alive, 1),
+    }
+
+
+async def round_trips(ws: ClientConnection, count: int) -> list[float]:
+    samples = []
+    payload = "x" * 32
+    for _ in range(count):
+        started = time.perf_counter()
+        await ws.send(payload)
+        await ws.recv()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def compare(
+    portal: tuple[str, dict[str, str]], bare: tuple[str, dict[str, str]], rounds: int, per: int
+) -> dict[str, list[float]]:
+    """Alternate the two in rounds, so that drift in the machine falls on both alike."""
+    results: dict[str, list[float]] = {"portal": [], "bare": []}
+    async with (
+        connect(portal[0], additional_headers=portal[1]) as through,
+        connect(bare[0], additional_headers=bare[1]) as direct,
+    ):
+        await through.recv(), await direct.recv()
+        await round_trips(through, 200), await round_trips(direct, 200)  # warm up
+        for _ in range(rounds):
+            results["portal"] += await round_trips(through, per)
+            results["bare"] += await round_trips(direct, per)
+    return results
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", type=int, default=2000, help="sockets to hold (2000)")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds (10)")
+    parser.add_argument("--per-round", type=int, default=500, help="round trips a round (500)")
+    parser.add_argument("--ws", default="websockets-sansio", help="uvicorn --ws (websockets-sansio)")
+    args = parser.parse_args()
+    limit = raise_open_files(2 * args.sockets + 1000)
+    with tempfile.TemporaryDirectory(prefix="ws-bench-") as tmp:
+        portal_port, bare_port = free_port(), free_port()
+        settings = write_settings(Path(tmp), portal_port)
+        cli(settings, "db", "upgrade")
+        cli(settings, "users", "add", USER, "--level", "ea", stdin=PASSWORD + "\n")
+        env = {"PORTAL_SETTINGS": str(settings)}
+        with (
+            uvicorn("portal_asgi:app", portal_port, args.ws, env) as portal,
+            uvicorn("products.echo.app:app", bare_port, args.ws, {}) as _bare,
+        ):
+            cookie = {"Cookie": f"portal_session={login(f'http://127.0.0.1:{portal_port}')}"}
+            portal_ws = (f"ws://127.0.0.1:{portal_port}/echo/ws", cookie)
+            bare_ws = (f"ws://127.0.0.1:{bare_port}/ws", {})
+            held = asyncio.run(hold(*portal_ws, args.sockets, portal.pid))
+            times = asyncio.run(compare(portal_ws, bare_ws, args.rounds, args.per_round))
+    print(f"uvicorn --ws {args.ws}, one worker each, loopback; open-files limit {limit}")
+    print(
+        f"held {held['held']:.0f} of {args.sockets} authorised sockets through the portal "
+        f"(opened in {held['open_seconds']:.1f} s; worker RSS {held['rss_before']:.0f} -> "
+        f"{held['rss_held']:.0f} MiB, {held['kib_per_socket']:.0f} KiB a socket)"
+    )
+    n = len(times["portal"])
+    print(f"echo round trip, 32-byte text, {n} each, alternating rounds:")
+    print(f"{'':8}{'median':>12}{'p99':>12}")
+    for name in ("bare", "portal"):
+        samples = times[name]
+        print(
+            f"{name:8}{statistics.median(samples) * 1e6:>10.0f}us{p99(samples) * 1e6:>10.0f}us"
+        )
+    ratio_median = statistics.median(times["portal"]) / statistics.median(times["bare"])
+    ratio_p99 = p99(times["portal"]) / p99(times["bare"])
+    print(f"{'ratio':8}{ratio_median:>11.2f}x{ratio_p99:>11.2f}x")
+    return 0 if held["held"] == args.sockets else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

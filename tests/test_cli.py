@@ -1,0 +1,275 @@
+"""The `portal-asgi` command line, run as a subprocess against a settings file written for the test
+(DESIGN.md section 9): output on stdout, errors on stderr with a non-zero exit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .cli_runner import PORTAL_ASGI, mint_token, run_cli
+from .servers import RunningPortal, settings_text
+
+
+def write_settings(tmp: Path) -> Path:
+    file = tmp / "settings.toml"
+    file.write_text(settings_text(tmp))
+    return file
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    """A settings file of the test's own, whose database does not exist yet."""
+    return write_settings(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A settings file for commands that change nothing, with an `admin` user in its database."""
+    file = write_settings(tmp_path_factory.mktemp("cli"))
+    done = run_cli(file, "users", "add", "admin", "--level", "admin", stdin="admin password\n")
+    assert done.returncode == 0, done.stderr
+    return file
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The rows of a printed table, by their first column."""
+    rows = {}
+    for line in output.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells and cells[0]:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_console_script_exists() -> None:
+    assert PORTAL_ASGI.exists(), PORTAL_ASGI
+
+
+def test_help() -> None:
+    done = run_cli(None, "--help")
+    assert done.returncode == 0
+    for command in ("check", "routes", "users", "token"):
+        assert command in done.stdout
+
+
+def test_check_prints_the_access_table(shared_settings: Path) -> None:
+    done = run_cli(shared_settings, "check")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith(f"{shared_settings}: OK, 8 mounts")
+    assert "public < stable < ea < devel < admin" in done.stdout
+    rows = table_rows(done.stdout)
+    assert rows["path"] == ["level", "who may reach it"]
+    assert rows["/public"] == ["public", "everyone"]
+    assert rows["/stable"] == ["stable", "stable, ea, devel, admin"]
+    assert rows["/ea"] == ["ea", "ea, devel, admin"]
+    assert rows["/devel"] == ["devel", "devel, admin"]
+    assert rows["/top"] == ["admin", "admin"]
+    assert rows["/disagg/v1"] == ["stable", "stable, ea, devel, admin"]
+    assert rows["/disagg/v2"] == ["ea", "ea, devel, admin"]
+    assert rows["/dashboard"] == ["ea", "ea, devel, admin"]
+    assert done.stderr == ""
+
+
+def test_check_reads_portal_settings_variable(shared_settings: Path) -> None:
+    done = run_cli(None, "check", env={"PORTAL_SETTINGS": str(shared_settings)})
+    assert done.returncode == 0, done.stderr
+    assert str(shared_settings) in done.stdout
+
+
+def test_check_touches_no_database(settings_file: Path, tmp_path: Path) -> None:
+    assert run_cli(settings_file, "check").returncode == 0
+    assert not (tmp_path / "portal.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("[auth]", "[auth]\nsession_lifetim = '1h'"), "auth.session_lifetim"),
+        (('level = "ea"', 'level = "beta"'), "mount[3].level"),
+        (('level = "ea"', ""), "mount[3].level"),
+        (('path = "/ea"', 'path = "/auth"'), "mount[3].path"),
+        (('path = "/ea"', 'path = "/stable"'), "mount[3].path"),
+        (('app = "products.disagg.app:v2"', 'app = "products.disagg.app:v3"'), "mount[8].app"),
+        (('title = "Test Portal"', 'title = "env:PORTAL_TEST_NO_SUCH_VAR"'), "portal.title"),
+        (('feed_interval = "0.2s"', 'feed_interval = "soon"'), "portal.feed_interval"),
+        (("[portal]", "[portal\n"), "(syntax)"),
+    ],
+)
+def test_check_a_broken_file(settings_file: Path, change: tuple[str, str], key: str) -> None:
+    text = settings_file.read_text()
+    assert change[0] in text
+    settings_file.write_text(text.replace(change[0], change[1], 1))
+    done = run_cli(settings_file, "check")
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert f"{settings_file}: {key}: " in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_a_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    done = run_cli(missing, "check")
+    assert done.returncode != 0
+    assert str(missing) in done.stderr
+    assert "not found" in done.stderr
+
+
+def test_routes(shared_settings: Path) -> None:
+    done = run_cli(shared_settings, "routes")
+    assert done.returncode == 0, done.stderr
+    rows = table_rows(done.stdout)
+    assert rows["/auth/login"][0] == "public"
+    assert rows["/.well-known/jwks.json"][0] == "public"
+    assert rows["/"][0] == "stable"
+    assert rows["/devel/"] == ["devel", "products.test.app:app"]
+    assert rows["/disagg/v2/"] == ["ea", "products.disagg.app:v2"]
+    assert rows["/dashboard/"] == ["ea", "products.dashboard.app:app"]
+    # products in the order the router tries them: the longest path first
+    paths = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("/")]
+    products = paths[paths.index("/") + 1 :]
+    assert products == sorted(products, key=len, reverse=True)
+
+
+def test_users_add_list_set_level_disable(settings_file: Path) -> None:
+    added = run_cli(
+        settings_file,
+        "users",
+        "add",
+        "alice",
+        "--level",
+        "ea",
+        "--email",
+        "alice@example.org",
+        stdin="correct horse battery\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "alice" in added.stdout and "ea" in added.stdout
+
+    listed = run_cli(settings_file, "users", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = table_rows(listed.stdout)
+    assert rows["username"][:3] == ["level", "state", "provider"]
+    assert rows["alice"][:4] == ["ea", "active", "local", "alice@example.org"]
+    assert rows["alice"][-1] == "never"  # last login
+
+    moved = run_cli(settings_file, "users", "set-level", "alice", "devel")
+    assert moved.returncode == 0, moved.stderr
+    assert table_rows(run_cli(settings_file, "users", "list").stdout)["alice"][0] == "devel"
+
+    disabled = run_cli(settings_file, "users", "disable", "alice")
+    assert disabled.returncode == 0, disabled.stderr
+    assert table_rows(run_cli(settings_file, "users", "list").stdout)["alice"][1] == "disabled"
+
+    enabled = run_cli(settings_file, "users", "enable", "alice")
+    assert enabled.returncode == 0, enabled.stderr
+    assert table_rows(run_cli(settings_file, "users", "list").stdout)["alice"][1] == "active"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "problem"),
+    [
+        (("users", "add", "bob", "--level", "root"), "long enough pw\n", "unknown level"),
+        (("users", "add", "bob", "--level", "public"), "long enough pw\n", "unknown level"),
+        (("users", "add", "bob", "--level", "ea"), "short\n", "8 characters"),
+        (("users", "add", "bob", "--level", "ea"), "", "8 characters"),
+        (("users", "add", "b o b", "--level", "ea"), "long enough pw\n", "username"),
+        (("users", "set-level", "nobody", "ea"), "", "nobody"),
+        (("users", "set-level", "admin", "root"), "", "unknown level"),
+        (("users", "disable", "nobody"), "", "nobody"),
+        (("users", "enable", "nobody"), "", "nobody"),
+        (("token", "mint", "nobody"), "", "nobody"),
+        (("token", "mint", "admin", "--ttl", "forever"), "", "duration"),
+        (("token", "mint", "admin", "--ttl", "0s"), "", "longer than zero"),
+        (("token", "revoke", "not-a-token"), "", "no such active token"),
+    ],
+)
+def test_errors_go_to_stderr(
+    shared_settings: Path, args: tuple[str, ...], stdin: str, problem: str
+) -> None:
+    done = run_cli(shared_settings, *args, stdin=stdin)
+    assert done.returncode != 0
+    assert problem in done.stderr
+    assert done.stderr.startswith("portal-asgi: error: ")
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_duplicate_user(settings_file: Path) -> None:
+    first = run_cli(settings_file, "users", "add", "carol", "--level", "stable", stdin="password one\n")
+    assert first.returncode == 0, first.stderr
+    again = run_cli(settings_file, "users", "add", "carol", "--level", "ea", stdin="password two\n")
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert table_rows(run_cli(settings_file, "users", "list").stdout)["carol"][0] == "stable"
+
+
+def test_usage_errors_exit_non_zero(shared_settings: Path) -> None:
+    for args in (("users",), ("users", "add", "dave"), ("frobnicate",), ()):
+        done = run_cli(shared_settings, *args)
+        assert done.returncode != 0, args
+        assert done.stderr, args
+
+
+def test_disabled_user_cannot_mint(settings_file: Path) -> None:
+    run_cli(settings_file, "users", "add", "erin", "--level", "ea", stdin="erin's password\n")
+    assert run_cli(settings_file, "users", "disable", "erin").returncode == 0
+    done = run_cli(settings_file, "token", "mint", "erin")
+    assert done.returncode != 0
+    assert "disabled" in done.stderr
+
+
+def test_token_mint_prints_the_token_alone_on_its_last_line(settings_file: Path) -> None:
+    run_cli(settings_file, "users", "add", "frank", "--level", "ea", stdin="frank's password\n")
+    done = run_cli(settings_file, "token", "mint", "frank", "--ttl", "1h", "--label", "ci")
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.rstrip("\n").splitlines()[-1]
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", last), last
+    assert done.stdout == last + "\n"  # the explanation goes to stderr, the token alone to stdout
+
+
+def test_minted_token_works_as_bearer_on_a_running_portal(fresh_portal: RunningPortal) -> None:
+    settings = fresh_portal.settings_file
+    added = run_cli(settings, "users", "add", "alice", "--level", "ea", stdin="alice's password\n")
+    assert added.returncode == 0, added.stderr
+    token = mint_token(settings, "alice")
+    headers = {"authorization": f"Bearer {token}"}
+    with fresh_portal.client() as client:
+        fresh_portal.wait_until(
+            lambda: client.get("/ea/whoami", headers=headers).status_code == 200
+        )
+        assert client.get("/ea/whoami", headers=headers).json()["user"] == "alice"
+        assert client.get("/stable/whoami", headers=headers).status_code == 200
+        assert client.get("/dashboard/me", headers=headers).json()["identity"] == "alice"
+        assert client.get("/devel/whoami", headers=headers).status_code == 403
+
+        # the password given on stdin is the one that signs in
+        page = client.get("/auth/login")
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert match
+        response = client.post(
+            "/auth/login",
+            data={
+                "username": "alice",
+                "password": "alice's password",
+                "csrf_token": match.group(1),
+                "next": "/ea/",
+            },
+        )
+        assert response.status_code == 303
+        assert response.headers["location"] == "/ea/"
+
+        # and `users disable` ends the token too
+        assert run_cli(settings, "users", "disable", "alice").returncode == 0
+        fresh_portal.wait_until(
+            lambda: client.get("/ea/whoami", headers=headers).status_code == 401, timeout=3.0
+        )
+
+
+def test_db_upgrade(settings_file: Path, tmp_path: Path) -> None:
+    done = run_cli(settings_file, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    assert "database ready" in done.stdout
+    assert (tmp_path / "portal.db").exists()
