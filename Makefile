@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+OIDC_PROVIDER := tests/oidc/node_modules/.installed
 
 .PHONY: run test lint format bench clean setup browser
 
@@ -20,8 +21,13 @@ run: $(STAMP)
 	$(BIN)/portal-asgi db upgrade
 	$(BIN)/uvicorn portal_asgi:app --host $(HOST) --port $(PORT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser $(OIDC_PROVIDER)
 	$(BIN)/python -m pytest
+
+# The real OpenID provider the OIDC tests start (panva's oidc-provider, tests/oidc/), from npm.
+$(OIDC_PROVIDER): tests/oidc/package.json tests/oidc/package-lock.json
+	cd tests/oidc && npm ci --no-audit --no-fund
+	touch $@
 
 # Headless Chromium and its driver for the browser tests, from Debian's packages.
 browser:

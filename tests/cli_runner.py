@@ -23,9 +23,7 @@ def run_cli(
     if settings_file is not None:
         command += ["--settings", str(settings_file)]
     command += list(args)
-    environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("PORTAL_")
-    }
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PORTAL_")}
     environment.update(env or {})
     return subprocess.run(
         command,

@@ -118,7 +118,9 @@ def credentials(
 
 
 @pytest.mark.parametrize("mount", MOUNT_LEVELS)
-@pytest.mark.parametrize(("level", "via"), CALLERS, ids=[f"{lv or 'anonymous'}-{v}" for lv, v in CALLERS])
+@pytest.mark.parametrize(
+    ("level", "via"), CALLERS, ids=[f"{lv or 'anonymous'}-{v}" for lv, v in CALLERS]
+)
 @pytest.mark.parametrize("style", ["browser", "api"])
 def test_access_matrix(
     portal: RunningPortal,
@@ -197,7 +199,9 @@ def test_anonymous_browser_head_is_redirected(portal: RunningPortal) -> None:
     assert response.headers["location"] == "/auth/login?next=/devel/"
 
 
-def test_post_reaches_the_product_at_its_level(portal: RunningPortal, tokens: dict[str, str]) -> None:
+def test_post_reaches_the_product_at_its_level(
+    portal: RunningPortal, tokens: dict[str, str]
+) -> None:
     with portal.client() as client:
         ok = client.post("/ea/echo", content=b"hello", headers=bearer(tokens["ea"]))
         low = client.post("/ea/echo", content=b"hello", headers=bearer(tokens["stable"]))
@@ -334,7 +338,9 @@ def test_two_versions_at_two_levels(portal: RunningPortal, tokens: dict[str, str
 # --- custom mounts: Flask helpers and nested mounts ------------------------------------------
 
 OUTER = '[[mount]]\npath = "/seistech"\napp = "products.test.app:app"\nlevel = "stable"\n\n'
-INNER = '[[mount]]\npath = "/seistech/svc_disagg"\napp = "products.test.app:app"\nlevel = "devel"\n\n'
+INNER = (
+    '[[mount]]\npath = "/seistech/svc_disagg"\napp = "products.test.app:app"\nlevel = "devel"\n\n'
+)
 FLASK = (
     '[[mount]]\npath = "/flask"\napp = "tests.flask_product:app"\nlevel = "stable"\n\n'
     '[[mount]]\npath = "/flaskpub"\napp = "tests.flask_product:app"\nlevel = "public"\n\n'
@@ -372,7 +378,9 @@ def test_nested_mounts_longest_path_wins(custom_portal: RunningPortal) -> None:
     assert inner.json()["root"] == "/seistech/svc_disagg"
     assert inner.json()["path"] == "/whoami"
     assert_needs_login(
-        get(custom_portal, "/seistech/svc_disagg/", HTML), browser=True, path="/seistech/svc_disagg/"
+        get(custom_portal, "/seistech/svc_disagg/", HTML),
+        browser=True,
+        path="/seistech/svc_disagg/",
     )
     # Without the trailing slash the outer product answers for its own path `/svc_disagg`;
     # whatever it says, it is never the inner product.
@@ -433,7 +441,9 @@ def test_logout_revokes_the_session(portal: RunningPortal) -> None:
         assert cleared and "Max-Age=0" in cleared[0]
         assert client.get("/ea/whoami").status_code == 401
     # the old cookie, replayed, no longer works: not for the API, not for a browser
-    assert_needs_login(get(portal, "/ea/whoami", cookie_header(old)), browser=False, path="/ea/whoami")
+    assert_needs_login(
+        get(portal, "/ea/whoami", cookie_header(old)), browser=False, path="/ea/whoami"
+    )
     assert_needs_login(get(portal, "/ea/", HTML, cookie_header(old)), browser=True, path="/ea/")
     assert_needs_login(get(portal, "/", HTML, cookie_header(old)), browser=True, path="/")
     # ...because the session is revoked in the database, which every worker reads
@@ -474,8 +484,10 @@ def test_disabled_user_loses_cookie_and_token(fresh_portal: RunningPortal) -> No
     assert done.returncode == 0, done.stderr
     started = time.monotonic()
     fresh_portal.wait_until(
-        lambda: get(fresh_portal, "/ea/whoami", cookie_header(cookie)).status_code == 401
-        and get(fresh_portal, "/ea/whoami", bearer(token)).status_code == 401,
+        lambda: (
+            get(fresh_portal, "/ea/whoami", cookie_header(cookie)).status_code == 401
+            and get(fresh_portal, "/ea/whoami", bearer(token)).status_code == 401
+        ),
         timeout=3.0,
     )
     assert time.monotonic() - started < 3.0
@@ -583,7 +595,9 @@ def test_cli_token_with_a_short_ttl_expires(fresh_portal: RunningPortal) -> None
 
 
 @pytest.mark.parametrize("change", [{"sub": "user-admin"}, {"lvl": "admin"}, {"exp": 4102444800}])
-def test_tampered_token(portal: RunningPortal, tokens: dict[str, str], change: dict[str, Any]) -> None:
+def test_tampered_token(
+    portal: RunningPortal, tokens: dict[str, str], change: dict[str, Any]
+) -> None:
     header, payload, signature = tokens["stable"].split(".")
     claims = json.loads(unb64(payload))
     claims.update(change)
@@ -607,7 +621,12 @@ def test_token_signed_by_another_key(portal: RunningPortal) -> None:
     _assert_refused(portal, TokenCodec(other, issuer=base_url).sign(claims))
     # the same, claiming our key's id
     kid = _runtime_codec(portal).key.kid
-    forged = jwt.encode(claims | {"iss": base_url, "aud": base_url}, other.private_pem, algorithm=ALGORITHM, headers={"kid": kid})
+    forged = jwt.encode(
+        claims | {"iss": base_url, "aud": base_url},
+        other.private_pem,
+        algorithm=ALGORITHM,
+        headers={"kid": kid},
+    )
     _assert_refused(portal, forged)
 
 
@@ -639,7 +658,9 @@ def test_api_token_in_the_session_cookie_is_refused(
     portal: RunningPortal, tokens: dict[str, str]
 ) -> None:
     path = "/stable/"
-    assert_needs_login(get(portal, path, HTML, cookie_header(tokens["admin"])), browser=True, path=path)
+    assert_needs_login(
+        get(portal, path, HTML, cookie_header(tokens["admin"])), browser=True, path=path
+    )
     assert_needs_login(
         get(portal, "/stable/whoami", JSON, cookie_header(tokens["admin"])),
         browser=False,
@@ -681,3 +702,69 @@ def test_key_file_is_what_the_cli_signs_with(portal: RunningPortal) -> None:
     header = jwt.get_unverified_header(mint_token(portal.settings_file, "user-stable"))
     assert header["kid"] == runtime.key.kid
     assert header["alg"] == ALGORITHM
+
+
+# --- the session cookie itself ---------------------------------------------------------------
+
+
+def test_another_authorization_scheme_leaves_the_cookie_in_charge(
+    portal: RunningPortal, cookies: dict[str, str]
+) -> None:
+    """`Authorization: Basic` from an auth proxy in front of the portal is not ours: the session
+    cookie still says who is calling (a Bearer token, when sent, is what counts)."""
+    basic = {"authorization": "Basic dXNlcjpwYXNz"}
+    response = get(portal, "/ea/whoami", basic, cookie_header(cookies["ea"]))
+    assert response.status_code == 200
+    assert response.json()["user"] == "user-ea"
+    broken_bearer = {"authorization": "Bearer not-a-token"}
+    assert get(portal, "/ea/whoami", broken_bearer, cookie_header(cookies["ea"])).status_code == 401
+
+
+def test_cookie_near_its_idle_timeout_is_reissued_with_the_current_level(
+    portal: RunningPortal,
+) -> None:
+    sid, _ = portal.run_db(lambda db: store.open_session(db, "user-ea", lifetime=3600))
+    now = int(time.time())
+    stale = _runtime_codec(portal).sign(
+        {
+            "typ": "session",
+            "sub": "user-ea",
+            "sid": sid,
+            "lvl": "stable",  # what the user held when this session began
+            "scope": "access:stable",
+            "iat": now - 1800,
+            "exp": now + 60,  # near the idle timeout (30 min in the test portal)
+            "sxp": now + 3600,
+        }
+    )
+    response = get(portal, "/ea/whoami", JSON, cookie_header(stale))
+    assert response.status_code == 200
+    assert response.json()["level"] == "ea"
+    renewed = [v for v in response.headers.get_list("set-cookie") if v.startswith(f"{COOKIE}=")]
+    assert len(renewed) == 1
+    assert "HttpOnly" in renewed[0] and "SameSite=Lax" in renewed[0]
+    fresh = _runtime_codec(portal).verify(renewed[0].split(";")[0].split("=", 1)[1])
+    assert fresh["sid"] == sid
+    assert now + 60 < fresh["exp"] <= now + 3600
+    assert fresh["lvl"] == "ea"
+    assert fresh["scope"] == "access:stable access:ea"
+    assert fresh["email"] == "ea@example.org"
+    # a cookie far from its idle timeout is left alone
+    untouched = get(
+        portal,
+        "/ea/whoami",
+        JSON,
+        cookie_header(
+            _runtime_codec(portal).sign(
+                {
+                    "typ": "session",
+                    "sub": "user-ea",
+                    "sid": sid,
+                    "iat": now,
+                    "exp": now + 1800,
+                    "sxp": now + 3600,
+                }
+            )
+        ),
+    )
+    assert untouched.headers.get_list("set-cookie") == []

@@ -66,8 +66,10 @@ def chat_portal(tmp_path: Path) -> Iterator[RunningPortal]:
     with serve(tmp_path, mounts=MOUNTS) as running:
         running.add_user("user-ea", "ea")
         running.wait_until(
-            lambda: running.portal.runtime is not None
-            and running.portal.runtime.directory.user("user-ea") is not None
+            lambda: (
+                running.portal.runtime is not None
+                and running.portal.runtime.directory.user("user-ea") is not None
+            )
         )
         yield running
 
@@ -99,7 +101,7 @@ def test_chat_in_a_real_browser(browser: webdriver.Chrome, chat_portal: RunningP
 
     errors = [
         entry
-        for entry in browser.get_log("browser")
+        for entry in browser.get_log("browser")  # type: ignore[no-untyped-call]
         if entry["level"] == "SEVERE" and "favicon" not in entry["message"]
     ]
     assert errors == []  # no script refused by the CSP, no failed socket

@@ -211,11 +211,12 @@ def test_users_access_token_is_named_as_the_portal_knows_them(
             assert whoami.status_code == 200
             assert whoami.json()["user"] == portal_name and whoami.json()["level"] == "admin"
         running.run_db(lambda db: store.set_active(db, portal_name, False))
-        running.wait_until(
-            lambda: (
-                running.portal.runtime is not None
-                and not running.portal.runtime.directory.user(portal_name).active
-            )  # type: ignore[union-attr]
-        )
+
+        def disabled() -> bool:
+            runtime = running.portal.runtime
+            state = runtime.directory.user(portal_name) if runtime else None
+            return state is not None and not state.active
+
+        running.wait_until(disabled)
         with running.client() as client:
             assert client.get("/stable/whoami", headers=bearer(token)).status_code == 401

@@ -82,4 +82,4 @@ def test_logout_form_must_carry_the_csrf_token(oidc_provider: Provider, tmp_path
         assert browser.login("okta-groups").status_code == 303
         refused = browser.client.post(portal.url + "/auth/logout", data={"csrf_token": "x"})
         assert refused.status_code == 403
-        assert browser.get("/ea/whoami").status_code == 200
+        assert browser.get("/stable/whoami").status_code == 200

@@ -220,7 +220,9 @@ def test_query_string_is_not_part_of_the_path(
     assert not response.shows_devel()
 
 
-def test_very_long_path_is_refused(portal: RunningPortal, sessions: dict[str, dict[str, str]]) -> None:
+def test_very_long_path_is_refused(
+    portal: RunningPortal, sessions: dict[str, dict[str, str]]
+) -> None:
     response = raw_request(portal, b"/devel/" + b"a/" * 3000, {**sessions["devel"], **JSON})
     assert response.status in (400, 414)
 

@@ -36,9 +36,7 @@ def write(tmp_path: Path, text: str, name: str = "settings.toml") -> Path:
     return file
 
 
-def refused(
-    tmp_path: Path, text: str, environ: dict[str, str] | None = None
-) -> SettingsError:
+def refused(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> SettingsError:
     file = write(tmp_path, text)
     with pytest.raises(SettingsError) as caught:
         load_settings(file, environ=environ or {})
@@ -75,7 +73,9 @@ def test_unknown_portal_key(tmp_path: Path) -> None:
 
 
 def test_unknown_auth_key(tmp_path: Path) -> None:
-    error = refused(tmp_path, BASE.replace('idle_timeout = "30m"', 'idle_timeout = "30m"\nidle = 3'))
+    error = refused(
+        tmp_path, BASE.replace('idle_timeout = "30m"', 'idle_timeout = "30m"\nidle = 3')
+    )
     assert error.key == "auth.idle"
     assert "auth.idle: unknown key" in str(error)
 

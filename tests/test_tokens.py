@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 
-from portal_asgi import tokens as tokens_module
 from portal_asgi.exceptions import TokenError
 from portal_asgi.keys import ALGORITHM, SigningKey, generate_key, load_or_create_key
 from portal_asgi.tokens import TokenCodec, assert_cryptography_backend
@@ -133,8 +132,8 @@ def test_cache_returns_the_same_claims_without_verifying_again(
         calls.append("decode")
         raise AssertionError("the signature was checked again")
 
-    monkeypatch.setattr(tokens_module.jwt, "decode", no_more_checks)
-    monkeypatch.setattr(tokens_module.jwt, "get_unverified_header", no_more_checks)
+    monkeypatch.setattr(jwt, "decode", no_more_checks)
+    monkeypatch.setattr(jwt, "get_unverified_header", no_more_checks)
     assert codec.verify(token) is first
     assert codec.verify(token) is first
     assert calls == []
@@ -194,7 +193,9 @@ def test_missing_required_claim(codec: TokenCodec, key: SigningKey, missing: str
 
 
 @pytest.mark.parametrize("change", [{"sid": 123}, {"exp": "tomorrow"}, {"sub": 5}])
-def test_claims_of_the_wrong_type(codec: TokenCodec, key: SigningKey, change: dict[str, Any]) -> None:
+def test_claims_of_the_wrong_type(
+    codec: TokenCodec, key: SigningKey, change: dict[str, Any]
+) -> None:
     refused(codec, encode(claims(**change), key, kid=key.kid))
 
 

@@ -6,6 +6,7 @@ and every way a session or a level can change under an open socket, each with it
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -19,13 +20,15 @@ from uvicorn.config import WS_PROTOCOLS
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from portal_asgi import Portal, load_settings
 from portal_asgi.db import store
 from portal_asgi.db.engine import Database
 from portal_asgi.db.models import AuditEvent
 from portal_asgi.origins import normalise_origin
+from portal_asgi.types import Message
 
 from .cli_runner import run_cli
-from .servers import LEVELS, RunningPortal, serve
+from .servers import LEVELS, RunningPortal, serve, settings_text
 
 # uvicorn's legacy `websockets` implementation (still tested: it is what many deployments run)
 # warns about itself and about the websockets.legacy API it is built on
@@ -437,22 +440,22 @@ def test_change_written_by_another_worker_reaches_this_one(
 
 
 def test_per_user_socket_cap_refuses_429(limited: RunningPortal) -> None:
-    cookie = session_cookie(limited, "user-ea")
+    # sign in first: the sockets below must not sit idle (idle_timeout = 2s) while we do
+    cookie, other_session = session_cookie(limited, "user-ea"), session_cookie(limited, "user-ea")
+    someone_else = session_cookie(limited, "user-devel")
     with open_socket(limited, "/echo/ws", cookie=cookie) as one:
-        with open_socket(limited, "/echo/ws", cookie=session_cookie(limited, "user-ea")) as two:
+        with open_socket(limited, "/echo/ws", cookie=other_session) as two:
             greeting(one), greeting(two)
             status, body = refused(limited, "/echo/ws", cookie=cookie)
             assert status == 429
             assert json.loads(body) == {"error": "too_many_requests"}
             # another user is not counted against this one
-            with open_socket(
-                limited, "/echo/ws", cookie=session_cookie(limited, "user-devel")
-            ) as x:
-                greeting(x)
+            with open_socket(limited, "/echo/ws", cookie=someone_else) as other:
+                greeting(other)
         # a closed socket frees its place
         runtime = limited.portal.runtime
         assert runtime is not None
-        limited.wait_until(lambda: runtime.sockets.per_user.get("user:user-ea") == 1)
+        limited.wait_until(lambda: runtime.sockets.per_user.get("user-ea", 0) < 2)
         with open_socket(limited, "/echo/ws", cookie=cookie) as three:
             greeting(three)
 
@@ -498,3 +501,59 @@ def test_shutdown_closes_open_sockets_cleanly(tmp_path: Path, impl: str) -> None
         runtime = running.portal.runtime
         assert runtime is not None
         assert not runtime.sockets.sockets
+
+
+def test_portal_closes_sockets_still_open_at_shutdown_1001(tmp_path: Path) -> None:
+    """For servers that send the lifespan shutdown while sockets are still open (uvicorn closes
+    them itself first, see above), the portal closes them with 1001 and tells the product. Driven
+    over ASGI directly: the server is not what is under test here, the portal's shutdown is."""
+    file = tmp_path / "settings.toml"
+    file.write_text(settings_text(tmp_path, mounts=MOUNTS))
+    portal = Portal(load_settings(file))
+
+    async def scenario() -> None:
+        life_in: asyncio.Queue[Message] = asyncio.Queue()
+        life_out: asyncio.Queue[Message] = asyncio.Queue()
+        lifespan = asyncio.create_task(
+            portal({"type": "lifespan", "asgi": {"version": "3.0"}}, life_in.get, life_out.put)
+        )
+        await life_in.put({"type": "lifespan.startup"})
+        assert (await life_out.get())["type"] == "lifespan.startup.complete"
+        runtime = portal.runtime
+        assert runtime is not None
+        await store.add_user(runtime.db, "user-ea", level="ea", password=None)
+        await runtime.directory.refresh()
+        sid, _ = await store.open_session(runtime.db, "user-ea", lifetime=3600)
+        now = int(time.time())
+        token = runtime.codec.sign(
+            {"typ": "session", "sub": "user-ea", "sid": sid, "iat": now, "exp": now + 600}
+        )
+        socket_in: asyncio.Queue[Message] = asyncio.Queue()
+        socket_out: asyncio.Queue[Message] = asyncio.Queue()
+        scope = {
+            "type": "websocket",
+            "asgi": {"version": "3.0"},
+            "scheme": "ws",
+            "path": "/echo/ws",
+            "raw_path": b"/echo/ws",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"127.0.0.1"), (b"cookie", f"portal_session={token}".encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "subprotocols": [],
+            "extensions": {"websocket.http.response": {}},
+            "state": {},
+        }
+        connection = asyncio.create_task(portal(scope, socket_in.get, socket_out.put))
+        await socket_in.put({"type": "websocket.connect"})
+        assert (await socket_out.get())["type"] == "websocket.accept"
+        assert "user-ea" in (await socket_out.get())["text"]  # the greeting
+        await life_in.put({"type": "lifespan.shutdown"})
+        closed = await asyncio.wait_for(socket_out.get(), 5)
+        assert (closed["type"], closed["code"]) == ("websocket.close", 1001)
+        await asyncio.wait_for(connection, 5)  # the product saw the disconnect and returned
+        assert (await asyncio.wait_for(life_out.get(), 5))["type"] == "lifespan.shutdown.complete"
+        await lifespan
+
+    asyncio.run(scenario())

@@ -123,6 +123,7 @@ async def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
             email=args.email or "",
             name=args.full_name or "",
         )
+        await audit.record(db, "user.add", username=user.username, level=user.level, by="cli")
         print(f"added {user.username} at level {user.level}")
         return 0
 
@@ -134,6 +135,7 @@ async def cmd_users_set_level(args: argparse.Namespace, settings: Settings) -> i
 
     async def work(db: Database) -> int:
         await store.set_level(db, args.name, level)
+        await audit.record(db, "user.level", username=args.name, level=level, by="cli")
         print(f"{args.name} is now at level {level}")
         return 0
 
@@ -143,6 +145,7 @@ async def cmd_users_set_level(args: argparse.Namespace, settings: Settings) -> i
 async def cmd_users_disable(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
         await store.set_active(db, args.name, False)
+        await audit.record(db, "user.disable", username=args.name, by="cli")
         print(f"{args.name} is disabled; their sessions and tokens are revoked")
         return 0
 
@@ -152,6 +155,7 @@ async def cmd_users_disable(args: argparse.Namespace, settings: Settings) -> int
 async def cmd_users_enable(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
         await store.set_active(db, args.name, True)
+        await audit.record(db, "user.enable", username=args.name, by="cli")
         print(f"{args.name} is enabled")
         return 0
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 
 from .answers import header, refuse
+from .origins import normalise_origin
 from .types import ASGIApp, Receive, Scope, Send
 from .user import PortalUser
 
@@ -46,14 +47,15 @@ def is_cross_site(scope: Scope, origin: str) -> bool:
         return site not in _ALLOWED_SITES
     sent = header(scope, b"origin").strip()
     if sent:
-        return sent.rstrip("/").lower() != origin.lower()
+        # `null` and anything unparsable normalise to "", which is never the portal's origin
+        return normalise_origin(sent) != origin
     return False  # neither: not a browser (or one older than Origin on POST), judged on credentials
 
 
 class CrossSiteCheck:
     def __init__(self, app: ASGIApp, *, origin: str, mounts: MountTable) -> None:
         self.app = app
-        self.origin = origin.rstrip("/")
+        self.origin = normalise_origin(origin)
         self.mounts = mounts
 
     def applies(self, scope: Scope) -> bool:

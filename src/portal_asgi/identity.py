@@ -64,18 +64,20 @@ class Identity:
         scope["user"] = user
         scope["headers"] = headers
         if claims is not None and scope["type"] == "http" and self._needs_refresh(claims):
-            send = self._refreshing_send(send, claims)
+            send = self._refreshing_send(send, claims, user)
         await self.app(scope, receive, send)
 
     async def authenticate(
         self, scope: Scope
     ) -> tuple[PortalUser | UnauthenticatedUser, dict[str, Any] | None]:
         authorization = header(scope, b"authorization")
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                return UnauthenticatedUser(), None
+        scheme, _, token = authorization.partition(" ")
+        # Only a Bearer token speaks for the caller here; another scheme (Basic from an auth
+        # proxy in front of the portal) is not ours, and the session cookie decides.
+        if scheme.lower() == "bearer":
             bearer = token.strip()
+            if not bearer:
+                return UnauthenticatedUser(), None
             user = self._from_portal_token(bearer, via="token", scope=scope)
             if user is None:
                 for authenticate in self.bearer:
@@ -124,9 +126,19 @@ class Identity:
         absolute = float(claims.get("sxp", claims["exp"]))
         return remaining < self.idle_timeout / 2 and absolute > claims["exp"]
 
-    def _refreshing_send(self, send: Send, claims: dict[str, Any]) -> Send:
+    def _refreshing_send(
+        self, send: Send, claims: dict[str, Any], user: PortalUser | UnauthenticatedUser
+    ) -> Send:
         now = int(time.time())
         fresh = dict(claims)
+        if isinstance(user, PortalUser):
+            # the re-issued token tells the user's level now, not the one they logged in with
+            fresh.update(
+                lvl=user.level,
+                scope=" ".join(self.levels.scopes(user.level)),
+                email=user.email,
+                name=user.name,
+            )
         fresh["iat"] = now
         fresh["exp"] = min(now + int(self.idle_timeout), int(claims["sxp"]))
         token = self.codec.sign(fresh)

@@ -1,19 +1,20 @@
 """Cross-site WebSocket hijacking: a browser sends cookies with a WebSocket handshake from any
 page, and SameSite=Lax does not stop it (the handshake is a GET). So a handshake whose `Origin` is
 not the portal's own (`[portal] base_url`) or in `[websocket] origins` is refused with 403 and
-recorded in the audit log. A handshake without `Origin` comes from a non-browser client, which
+recorded in the audit log (rate-limited like every denial). A handshake without `Origin` comes from a non-browser client, which
 cannot be made to carry someone else's cookie, and is judged on its credentials alone."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from .answers import header, refuse
-from .db import store
+from .audit import DenialSampler, record
 from .db.engine import Database
 from .exceptions import DatabaseUnavailable
 from .types import ASGIApp, Receive, Scope, Send
@@ -43,10 +44,13 @@ def normalise_origin(origin: str) -> str:
 class OriginCheck:
     """Pure ASGI: refuses cross-origin WebSocket handshakes; HTTP passes untouched."""
 
-    def __init__(self, app: ASGIApp, *, allowed: Iterable[str], db: Database) -> None:
+    def __init__(
+        self, app: ASGIApp, *, allowed: Iterable[str], db: Database, per_minute: int
+    ) -> None:
         self.app = app
         self.allowed = frozenset(filter(None, (normalise_origin(o) for o in allowed)))
         self.db = db
+        self.sampler = DenialSampler(per_minute)  # a flood of handshakes cannot fill the log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -63,9 +67,13 @@ class OriginCheck:
         client = scope.get("client")
         address = str(client[0]) if client else ""
         path = str(scope.get("path", ""))
-        logger.warning("websocket from origin %r refused on %s (%s)", origin[:200], path, address)
+        keep, suppressed = self.sampler.admit(time.monotonic())
         try:
-            await store.audit(
+            if suppressed:
+                await record(self.db, "websocket.origin_refused.suppressed", count=suppressed)
+            if not keep:
+                return
+            await record(
                 self.db,
                 "websocket.origin_refused",
                 username=username,

@@ -107,21 +107,29 @@ class LiveSocket:
         self._receive = receive
         self._send = send
         self._state = "connecting"  # -> "open" | "response" | "closed"
-        self._pending: asyncio.Future[Message] | None = None
-        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting: asyncio.Task[object] | None = None  # the task blocked in receive()
+        self._interrupted = False
         self._closing: asyncio.Task[None] | None = None
 
     async def receive(self) -> Message:
         if self.code is not None:
             return _disconnect(self.code)
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(self._receive())
-        if not self._pending.done():
-            # the client's next message, or the portal ending the socket, whichever comes first
-            await asyncio.wait((self._pending, self._ended), return_when=asyncio.FIRST_COMPLETED)
+        # The fast path awaits the server's receive directly (no task per message); to end the
+        # socket, `end()` cancels this one await and it turns into a disconnect.
+        self._waiting = asyncio.current_task()
+        try:
+            message = await self._receive()
+        except asyncio.CancelledError:
+            if not self._interrupted or self._waiting is None:
+                raise
+            self._interrupted = False
+            if self._waiting.uncancel() > 0:
+                raise  # cancelled by someone else too (server shutdown): let it through
+            return _disconnect(self.code or GOING_AWAY)
+        finally:
+            self._waiting = None
         if self.code is not None:
             return _disconnect(self.code)
-        message, self._pending = self._pending.result(), None
         kind = message["type"]
         if kind == "websocket.receive":
             self.last_active = time.monotonic()
@@ -162,9 +170,10 @@ class LiveSocket:
         if self.code is not None:
             return
         self.code = code
-        self._ended.set_result(None)
-        if self._pending is not None and not self._pending.done():
-            self._pending.cancel()  # uvicorn's receive is a queue or frame read: safe to cancel
+        if self._waiting is not None:
+            # uvicorn's receive is a queue get or a frame read: both are safe to cancel
+            self._interrupted = True
+            self._waiting.cancel()
         self._closing = asyncio.create_task(self._close(code), name="portal-asgi socket close")
 
     async def _close(self, code: int) -> None:
@@ -180,13 +189,9 @@ class LiveSocket:
             logger.debug("close %s on %s: %r", code, self.mount, exc)
 
     async def finished(self) -> None:
-        """Wait for the close this socket started, and for no stray receive."""
+        """Wait for the close this socket started."""
         if self._closing is not None:
             await self._closing
-        if self._pending is not None and not self._pending.done():
-            self._pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pending
 
 
 class SocketRegistry:
@@ -211,15 +216,12 @@ class SocketRegistry:
     def open(
         self, scope: Scope, receive: Receive, send: Send, required: Callable[[], str]
     ) -> LiveSocket | None:
-        """Register a handshake (it counts towards the cap from now on), or None when the
-        caller is over `max_per_user`."""
+        """Register a handshake (it counts towards the cap from now on), or None when the user
+        is over `max_per_user`. Anonymous sockets (public mounts) have no user to count: behind
+        a proxy they would all share one address, so the server's own limits apply to them."""
         user = scope.get("user")
-        if isinstance(user, PortalUser):
-            key = f"user:{user.username}"
-        else:
-            client = scope.get("client")
-            key = f"addr:{client[0] if client else ''}"
-        if self.per_user.get(key, 0) >= self.settings.max_per_user:
+        key = user.username if isinstance(user, PortalUser) else ""
+        if key and self.per_user.get(key, 0) >= self.settings.max_per_user:
             return None
         socket = LiveSocket(
             scope,
@@ -231,7 +233,8 @@ class SocketRegistry:
             max_message=self.settings.max_message,
         )
         self.sockets.add(socket)
-        self.per_user[key] = self.per_user.get(key, 0) + 1
+        if key:
+            self.per_user[key] = self.per_user.get(key, 0) + 1
         return socket
 
     async def release(self, socket: LiveSocket) -> None:
@@ -239,7 +242,7 @@ class SocketRegistry:
         left = self.per_user.get(socket.key, 1) - 1
         if left > 0:
             self.per_user[socket.key] = left
-        else:
+        elif socket.key:
             self.per_user.pop(socket.key, None)
         await socket.finished()
 
@@ -305,8 +308,10 @@ class SocketRegistry:
 
     async def close_all(self, code: int) -> None:
         sockets = [socket for socket in self.sockets if socket.code is None]
+        if sockets:
+            logger.info("closing %d open websockets: %d %s", len(sockets), code, REASONS[code])
         for socket in sockets:
-            self._end(socket, code)
+            socket.end(code)
         await asyncio.gather(*(socket.finished() for socket in sockets))
 
 

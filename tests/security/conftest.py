@@ -32,6 +32,11 @@ level = "stable"
 path = "/open-echo"
 app = "tests.security.echo_products:wsgi"
 level = "public"
+
+[[mount]]
+path = "/ws-echo"
+app = "products.echo.app:app"
+level = "ea"
 """
 
 

@@ -216,7 +216,10 @@ _HEADERS = st.dictionaries(
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    database=None,  # nothing written to the work tree; failures print their example
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     method=_METHODS,

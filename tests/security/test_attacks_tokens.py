@@ -295,3 +295,16 @@ def test_hmac_of_the_derived_secret_is_not_a_key_either(secure_portal: RunningPo
         f"{signing_input.decode()}.{b64(hmac.new(secret, signing_input, hashlib.sha256).digest())}"
     )
     assert_refused(secure_portal, token)
+
+
+@pytest.mark.parametrize("name", ["token", "access_token", "session", "portal_session", "jwt"])
+def test_token_in_the_url_is_not_accepted(secure_portal: RunningPortal, name: str) -> None:
+    """ASVS 3.1.1: session tokens travel in the cookie or the Authorization header, never the URL."""
+    with secure_portal.client() as client:
+        response = client.get(
+            "/stable/whoami",
+            params={name: _valid(secure_portal)},
+            headers={"accept": "application/json"},
+        )
+    assert response.status_code == 401
+    assert "user-stable" not in response.text

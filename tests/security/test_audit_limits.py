@@ -137,3 +137,20 @@ def test_oversized_headers_are_refused_without_a_500(small_audit: RunningPortal,
     response = get(small_audit.url, b"/stable/whoami", headers={"X-Big": "a" * size})
     assert response.status == 0 or 400 <= response.status < 500, response.status
     assert get(small_audit.url, b"/healthz").status == 200
+
+
+def test_admin_changes_from_the_cli_are_audited(small_audit: RunningPortal) -> None:
+    """ASVS 7.2.2 (privileged changes logged): level changes, disabling, tokens."""
+    assert (
+        run_cli(small_audit.settings_file, "users", "set-level", "user-ea", "devel").returncode == 0
+    )
+    assert run_cli(small_audit.settings_file, "users", "disable", "user-stable").returncode == 0
+    minted = run_cli(small_audit.settings_file, "token", "mint", "user-admin", "--ttl", "1h")
+    assert minted.returncode == 0, minted.stderr
+    revoked = run_cli(
+        small_audit.settings_file, "token", "revoke", minted.stdout.strip().splitlines()[-1]
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    stored = [(e.event, e.username) for e in events(small_audit)]
+    assert ("user.level", "user-ea") in stored and ("user.disable", "user-stable") in stored
+    assert ("token.mint", "user-admin") in stored and any(e == "token.revoke" for e, _ in stored)

@@ -6,6 +6,7 @@ Its own module with its own tables on the shared `Base`; the policy that reads t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,15 +54,14 @@ async def ensure_tables(db: Database) -> None:
     (the schema is otherwise migrated by db/migrate.py); safe to run on every start."""
     tables = [LoginFailure.__table__, LoginBan.__table__]
     try:
-        async with db.engine.begin() as conn:
+        async with asyncio.timeout(getattr(db, "timeout", None)), db.engine.begin() as conn:
             await conn.run_sync(
                 lambda sync: Base.metadata.create_all(sync, tables=tables, checkfirst=True)  # type: ignore[arg-type]
             )
-    except SQLAlchemyError as exc:
-        # a second worker creating them at the same moment: they exist now, or the outage shows
-        # again on the first real query
+    except (SQLAlchemyError, OSError) as exc:  # TimeoutError is an OSError
+        # a second worker creating them at the same moment: they exist now
         if "already exists" not in str(exc):
-            raise DatabaseUnavailable(str(exc).splitlines()[0]) from exc
+            raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else "timeout") from exc
 
 
 @dataclass(frozen=True, slots=True)
