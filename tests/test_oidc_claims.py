@@ -17,7 +17,7 @@ from portal_asgi.oidc.claims import (
 )
 
 from .oidc.browser import Browser
-from .oidc.harness import Provider, oidc_portal
+from .oidc.harness import PORTAL_USERINFO, Provider, oidc_portal
 from .servers import mount_path
 
 LEVELS = Levels(("stable", "ea", "devel", "admin"))
@@ -113,3 +113,22 @@ def test_usernames_come_from_the_configured_claim_then_email_then_subject() -> N
     )
     assert fallback_username("admin", "sub-1") != fallback_username("admin", "sub-2")
     assert fallback_username("admin", "sub-1").startswith("admin~")
+
+
+def test_level_from_userinfo_when_the_id_token_lacks_the_claim(
+    oidc_provider: Provider, tmp_path: Path
+) -> None:
+    # DESIGN.md section 4: levels from the ID token's claims, and userinfo where it lacks them.
+    with oidc_portal(
+        tmp_path,
+        oidc_provider,
+        client=PORTAL_USERINFO,
+        level_claim="groups",
+        level_prefix="portal-",
+        audience=None,
+        scopes="openid profile email",
+    ) as running:
+        with Browser(running.url) as browser:
+            assert browser.login("userinfo-groups").status_code == 303
+            whoami = browser.get("/devel/whoami")
+            assert whoami.status_code == 200 and whoami.json()["level"] == "devel"

@@ -17,6 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from portal_asgi.exceptions import ProviderUnavailable, SettingsError, TokenError
+from portal_asgi.oidc import OIDCProvider
 from portal_asgi.oidc.discovery import Discovery
 from portal_asgi.oidc.jwt import check_id_token, verify_jwt
 from portal_asgi.oidc.keys import KeyCache
@@ -274,3 +275,23 @@ def test_oidc_settings_refuse_symmetric_or_no_algorithms(tmp_path: Path, algorit
     # RFC 8725 section 3.1: an allow-list of asymmetric algorithms only.
     with pytest.raises(SettingsError, match=r"auth\.oidc\.algorithms"):
         load_settings(_settings(tmp_path, f"algorithms = {algorithms}\n"), environ={"S": "s"})
+
+
+def test_redirect_uris_default_to_the_portals_base_url(tmp_path: Path) -> None:
+    settings = load_settings(_settings(tmp_path, ""), environ={"S": "s"})
+    assert settings.auth.oidc is not None
+    provider = OIDCProvider(settings.auth.oidc, base_url=settings.portal.base_url)
+    assert provider.redirect_uri == "https://portal.example/auth/callback"
+    assert provider.post_logout_redirect_uri == "https://portal.example/"
+    custom = load_settings(
+        _settings(
+            tmp_path,
+            'redirect_uri = "https://sso.portal.example/auth/callback"\n'
+            'post_logout_redirect_uri = "https://portal.example/bye"\n',
+        ),
+        environ={"S": "s"},
+    )
+    assert custom.auth.oidc is not None
+    moved = OIDCProvider(custom.auth.oidc, base_url=custom.portal.base_url)
+    assert moved.redirect_uri == "https://sso.portal.example/auth/callback"
+    assert moved.post_logout_redirect_uri == "https://portal.example/bye"

@@ -21,7 +21,7 @@ Status: <span id="status" class="muted">connecting...</span></p>
 <form id="send" autocomplete="off">
   <label for="text">Message</label>
   <input id="text" name="text" maxlength="2000" required>
-  <button type="submit">Send</button>
+  <button type="submit" class="button primary">Send</button>
 </form>
 <p><a href="/">Back to the portal</a></p>
 </section></main></body></html>"""

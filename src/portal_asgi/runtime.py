@@ -11,6 +11,8 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .cookies import SessionCookie
 from .csrf import CSRF
 from .db import migrate, store
@@ -109,6 +111,9 @@ async def _keep_fresh(runtime: Runtime) -> None:
         try:
             await prepare_database(runtime)
         except DatabaseUnavailable:
+            continue
+        except SQLAlchemyError as exc:  # e.g. a migration the database refused: keep trying
+            logger.error("database startup failed: %s", str(exc).splitlines()[0])
             continue
         logger.warning("database reachable again: directory loaded")
     await runtime.directory.run()

@@ -30,6 +30,7 @@ PORTAL_POST = ("portal-post", "portal-post-secret")
 PORTAL_ES = ("portal-es", "portal-es-secret")
 PORTAL_MIXUP = ("portal-mixup", "portal-mixup-secret")
 OTHER_APP = ("other-app", "other-app-secret")
+PORTAL_USERINFO = ("portal-userinfo", "portal-userinfo-secret")
 MACHINE = ("machine", "machine-secret")
 MACHINE_ES = ("machine-es", "machine-es-secret")
 

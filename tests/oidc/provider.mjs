@@ -26,6 +26,8 @@ const ACCOUNTS = {
     id: { realm_access: { roles: ['offline_access', 'access:devel', 'uma_authorization'] } },
   },
   'no-levels': { access: [], id: {} },
+  // Groups in the userinfo answer only, not in the ID token (some providers' default).
+  'userinfo-groups': { access: [], id: {}, userinfo: { groups: ['portal-devel'] } },
   // Two users whose preferred_username collides with a local account ("admin").
   'impostor': { access: [], id: { groups: ['portal-admin'] }, username: 'admin' },
 };
@@ -67,6 +69,8 @@ const clients = [
   // Misbehaves on purpose: its ID tokens are issued for `other-app` (an audience mix-up).
   { client_id: 'portal-mixup', client_secret: 'portal-mixup-secret', ...redirects },
   { client_id: 'other-app', client_secret: 'other-app-secret', ...redirects },
+  // Asks for no API: its access token is opaque and good at the userinfo endpoint.
+  { client_id: 'portal-userinfo', client_secret: 'portal-userinfo-secret', ...redirects },
   // Machine clients: access tokens by client credentials, for the Bearer tests.
   { client_id: 'machine', client_secret: 'machine-secret', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
   { client_id: 'machine-es', client_secret: 'machine-es-secret', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
@@ -97,7 +101,13 @@ const provider = new Provider(issuer, {
     profile: ['name', 'preferred_username'],
   },
   async findAccount(ctx, id) {
-    return { accountId: id, async claims() { return profile(id); } };
+    return {
+      accountId: id,
+      async claims(use) {
+        const extra = use === 'userinfo' ? (ACCOUNTS[id] || {}).userinfo : undefined;
+        return { ...profile(id), ...(extra || {}) };
+      },
+    };
   },
   // A first-party portal: no consent screen; the grant holds what the account may have.
   async loadExistingGrant(ctx) {
@@ -111,7 +121,9 @@ const provider = new Provider(issuer, {
     grant.addOIDCScope('openid email profile');
     const allowed = (ACCOUNTS[session.accountId] || { access: [] }).access;
     const requested = String(params.scope || '').split(' ');
-    grant.addResourceScope(AUDIENCE, requested.filter((s) => allowed.includes(s) || s === 'read:things').join(' '));
+    if (client.clientId !== 'portal-userinfo') {
+      grant.addResourceScope(AUDIENCE, requested.filter((s) => allowed.includes(s) || s === 'read:things').join(' '));
+    }
     await grant.save();
     return grant;
   },
@@ -128,7 +140,7 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => AUDIENCE,
+      defaultResource: (ctx, client) => (client && client.clientId === 'portal-userinfo' ? undefined : AUDIENCE),
       useGrantedResource: () => true,
       getResourceServerInfo(ctx, indicator, client) {
         if (indicator !== AUDIENCE) throw new Provider.errors.InvalidTarget();

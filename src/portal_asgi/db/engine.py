@@ -68,6 +68,8 @@ class Database:
             raise outage from exc
 
     async def create_all(self) -> None:
+        """The tables straight from the models, without migrations: what databases made before
+        migrations existed look like (the portal itself uses `migrate.upgrade`)."""
         try:
             async with self.engine.begin() as conn:
                 await conn.run_sync(Base.metadata.create_all)
@@ -94,6 +96,8 @@ def as_unavailable(exc: DBAPIError | PoolTimeout | OSError) -> DatabaseUnavailab
         and not exc.connection_invalidated
     ):
         return None
+    if isinstance(exc, TimeoutError):
+        return DatabaseUnavailable("the database did not answer in time")
     return DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 

@@ -76,7 +76,7 @@ class Discovery:
             now = self.clock()
             if self.cached is not None and now - self.fetched_at < max_age:
                 return self.cached
-            if self.failure is not None and now - self.failed_at < min(max_age, RETRY_AFTER):
+            if self.failure is not None and now - self.failed_at < RETRY_AFTER:
                 if stale_ok and self.cached is not None:
                     return self.cached
                 raise self.failure

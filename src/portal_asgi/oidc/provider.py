@@ -31,6 +31,10 @@ from .transaction import LoginTransaction
 
 logger = logging.getLogger("portal_asgi.oidc")
 
+# Login pages check that the provider answers, with a discovery document at most this old
+# (seconds): fresh enough to report an outage, stale enough not to hammer the provider.
+FRESH = 5.0
+
 # What a refusal at the token endpoint means, in the person's words (RFC 6749 section 5.2).
 _TOKEN_ERRORS: dict[str, tuple[int, str]] = {
     "invalid_client": (
@@ -93,8 +97,9 @@ class OIDCProvider:
         return await self.discovery.metadata(max_age=max_age, stale_ok=stale_ok)
 
     async def start(self, next_path: str) -> tuple[str, LoginTransaction]:
-        """The provider's authorization URL for a new login, and the transaction to keep."""
-        metadata = await self.metadata(max_age=0, stale_ok=False)
+        """The provider's authorization URL for a new login, and the transaction to keep. The
+        discovery document is at most a few seconds old: a provider that is down is reported."""
+        metadata = await self.metadata(max_age=FRESH, stale_ok=False)
         extra: dict[str, str] = {}
         if self.settings.audience:
             extra["audience"] = self.settings.audience  # Auth0 issues a JWT access token for it

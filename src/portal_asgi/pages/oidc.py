@@ -22,7 +22,7 @@ from ..db import store
 from ..exceptions import DatabaseUnavailable, ProviderUnavailable, TokenError, UserError
 from ..oidc.claims import fallback_username, has_claim, level_from, username_from
 from ..oidc.errors import LoginRefused
-from ..oidc.provider import OIDCProvider
+from ..oidc.provider import FRESH, OIDCProvider
 from ..oidc.transaction import HintCookie, LoginTransaction, TransactionCookie
 from ..redirects import safe_next
 from ..runtime import Runtime
@@ -30,9 +30,6 @@ from ..user import PortalUser
 from .auth import NO_STORE, AuthPages, client_address, issue_session
 
 logger = logging.getLogger("portal_asgi.auth")
-
-# The login page checks that the provider answers, at most this often (seconds).
-PAGE_CHECK_AGE = 5.0
 
 
 def _unavailable(name: str) -> str:
@@ -76,7 +73,7 @@ class OIDCPages(AuthPages):
         go = request.query_params.get("go") == "1"
         try:
             if not go:
-                await self.provider.metadata(max_age=PAGE_CHECK_AGE, stale_ok=False)
+                await self.provider.metadata(max_age=FRESH, stale_ok=False)
                 return self._oidc_page(request, next_path=next_path)
             url, transaction = await self.provider.start(next_path)
         except ProviderUnavailable as exc:
