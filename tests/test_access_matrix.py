@@ -382,10 +382,11 @@ def test_nested_mounts_longest_path_wins(custom_portal: RunningPortal) -> None:
         browser=True,
         path="/seistech/svc_disagg/",
     )
-    # Without the trailing slash the outer product answers for its own path `/svc_disagg`;
-    # whatever it says, it is never the inner product.
-    bare = get(custom_portal, "/seistech/svc_disagg", JSON, stable)
-    assert bare.status_code != 200 or bare.json().get("root") != "/seistech/svc_disagg"
+    # Without the trailing slash: a redirect to the inner mount's slash form, never the outer
+    # product answering for its own `/svc_disagg`.
+    bare = get(custom_portal, "/seistech/svc_disagg?x=1", JSON, stable)
+    assert bare.status_code == 307
+    assert bare.headers["location"] == "/seistech/svc_disagg/?x=1"
 
 
 def test_flask_current_user(custom_portal: RunningPortal) -> None:

@@ -174,3 +174,31 @@ async def test_the_feed_survives_an_unreachable_database(caplog: pytest.LogCaptu
         with pytest.raises(asyncio.CancelledError):
             await task
         await db.close()
+
+
+async def test_a_revocation_made_while_down_is_recorded_by_the_feed(
+    db: Database, other_worker: Database
+) -> None:
+    """A logout while the database is down: refused here at once, written when the feed runs,
+    and from there seen by the other workers."""
+    await store.add_user(db, "alice", level="ea", password=None)
+    sid, _ = await store.open_session(db, "alice", lifetime=HOUR)
+    directory = Directory(db, interval=0.05)
+    await directory.load()
+
+    directory.revoke_here(sid)
+    assert directory.is_revoked(sid)
+    assert sid not in (await store.snapshot(other_worker)).revoked
+
+    task = asyncio.create_task(directory.run())
+    try:
+        for _ in range(200):
+            if sid in (await store.snapshot(other_worker)).revoked:
+                break
+            await asyncio.sleep(0.02)
+        assert sid in (await store.snapshot(other_worker)).revoked
+        assert directory.is_revoked(sid)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

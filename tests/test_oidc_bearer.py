@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from itsdangerous import URLSafeTimedSerializer
 from joserfc import jwt
 from joserfc.jwk import JWKRegistry, RSAKey
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from portal_asgi.db import store
 
@@ -28,9 +30,10 @@ from .oidc.harness import (
     OTHER_APP,
     Provider,
     oidc_portal,
+    oidc_settings,
     start_provider,
 )
-from .servers import RunningPortal
+from .servers import RunningPortal, serve
 
 JSON = {"accept": "application/json"}
 
@@ -220,3 +223,24 @@ def test_users_access_token_is_named_as_the_portal_knows_them(
         running.wait_until(disabled)
         with running.client() as client:
             assert client.get("/stable/whoami", headers=bearer(token)).status_code == 401
+
+
+def test_provider_access_token_opens_websockets_up_to_its_level(
+    oidc_provider: Provider, tmp_path: Path
+) -> None:
+    # DESIGN.md section 4: provider Bearer tokens on every mount, WebSocket handshakes included.
+    mounts = '[[mount]]\npath = "/echo"\napp = "products.echo.app:app"\nlevel = "ea"\n'
+    with serve(tmp_path, auth=oidc_settings(oidc_provider), mounts=mounts) as running:
+        url = running.ws_url + "/echo/ws"
+        token = access_token(oidc_provider, scope="access:stable access:ea")
+        with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            hello = json.loads(ws.recv(timeout=5))
+            assert hello["user"] == "machine" and hello["level"] == "ea"
+            assert "access:ea" in hello["scopes"]
+        low = access_token(oidc_provider, scope="access:stable")
+        with (
+            pytest.raises(InvalidStatus) as caught,
+            connect(url, additional_headers={"Authorization": f"Bearer {low}"}),
+        ):
+            pass
+        assert caught.value.response.status_code == 403

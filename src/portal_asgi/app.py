@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -83,7 +83,19 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             title=title,
         )
         table.append(Mount(path, app=guard))
-    return table
+    # `/outer/inner` without its slash would match the Mount of `/outer`: answer every mount's
+    # bare path with a redirect to its slash form first, so the router never picks the outer one.
+    redirects: list[BaseRoute] = [
+        Route(product.mount.path, _to_slash, methods=["GET", "HEAD"]) for product in runtime.products
+    ]
+    first_mount = next(i for i, route in enumerate(table) if isinstance(route, Mount) and route.path != "/static")
+    return [*table[:first_mount], *redirects, *table[first_mount:]]
+
+
+async def _to_slash(request: Request) -> Response:
+    query = request.url.query
+    target = request.url.path + "/" + (f"?{query}" if query else "")
+    return RedirectResponse(target, status_code=307)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,17 @@ def generate_key() -> SigningKey:
     return _from_private(ec.generate_private_key(ec.SECP256R1()))
 
 
+def _read_complete(file: Path, wait: float = 5.0) -> bytes:
+    """The key file's bytes, once whole: a worker that lost the O_EXCL race may find the winner
+    still writing it. Bounded, and only ever on the first start of a fresh machine."""
+    deadline = time.monotonic() + wait
+    while True:
+        data = file.read_bytes()
+        if b"-----END" in data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.05)
+
+
 def load_or_create_key(path: str | os.PathLike[str]) -> SigningKey:
     """Load the key at `path`, creating it (mode 0600) when it does not exist yet."""
     file = Path(path)
@@ -80,7 +92,7 @@ def load_or_create_key(path: str | os.PathLike[str]) -> SigningKey:
             with os.fdopen(fd, "wb") as stream:
                 stream.write(pem)
             return _from_private(key)
-    loaded = serialization.load_pem_private_key(file.read_bytes(), password=None)
+    loaded = serialization.load_pem_private_key(_read_complete(file), password=None)
     if not isinstance(loaded, ec.EllipticCurvePrivateKey) or loaded.curve.name != "secp256r1":
         raise ValueError(f"{file}: expected an EC P-256 private key")
     return _from_private(loaded)

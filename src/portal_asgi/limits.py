@@ -1,7 +1,7 @@
-"""Request limits: too many headers answer 431 everywhere; on the portal's own paths a body
-larger than `[security] max_body_size` answers 413 before any page reads it. Products keep
-their own limits (they may take uploads). Header *size* is bounded by uvicorn's HTTP parser,
-which answers 400 itself (tests/security/test_attacks_limits.py)."""
+"""Request limits: too many headers, or headers too large all together, answer 431 everywhere
+(uvicorn's httptools parser takes headers of hundreds of kilobytes, h11 stops at 16 KiB); on the
+portal's own paths a body larger than `[security] max_body_size` answers 413 before any page reads
+it. Products keep their own body limits (they may take uploads)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ def is_portal_path(path: str) -> bool:
 
 
 class RequestLimits:
-    def __init__(self, app: ASGIApp, *, max_body_size: int, max_headers: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_size: int, max_headers: int, max_header_size: int
+    ) -> None:
         self.app = app
         self.max_body_size = max_body_size
         self.max_headers = max_headers
+        self.max_header_size = max_header_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if len(scope.get("headers", ())) > self.max_headers:
+        headers = scope.get("headers", ())
+        size = sum(len(name) + len(value) for name, value in headers)
+        if len(headers) > self.max_headers or size > self.max_header_size:
             await refuse(scope, receive, send, 431)
             return
         if scope["type"] == "http" and is_portal_path(str(scope.get("path", ""))):

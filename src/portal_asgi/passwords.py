@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# Verified when the username is unknown, so both cases take the same time (no user enumeration).
-_DUMMY_HASH = _hasher.hash("portal-asgi: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the username is unknown, so both cases take the same time (no user
+    enumeration). Made on first use: hashing costs as much as a login, not worth paying at import."""
+    return _hasher.hash("portal-asgi: no such user")
 
 
 def hash_password(password: str) -> str:
@@ -16,6 +23,8 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return (
+            _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
+        )
     except (VerificationError, InvalidHashError):
         return False

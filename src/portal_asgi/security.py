@@ -59,6 +59,7 @@ def security_outer(runtime: Runtime) -> list[Middleware]:
             RequestLimits,
             max_body_size=security.max_body_size,
             max_headers=security.max_headers,
+            max_header_size=security.max_header_size,
         ),
     ]
 

@@ -100,6 +100,7 @@ class SecuritySettings:
     hsts_max_age: int = 31_536_000
     max_body_size: int = 1024 * 1024
     max_headers: int = 100
+    max_header_size: int = 32 * 1024  # all request headers together, in bytes
     audit_denials_per_minute: int = 60
 
 
@@ -458,6 +459,7 @@ def _parse_security(file: str, table: object, environ: Mapping[str, str]) -> Sec
         "hsts_max_age",
         "max_body_size",
         "max_headers",
+        "max_header_size",
         "audit_denials_per_minute",
     )
     reader = _Reader(file, "security", table, known, environ)
@@ -490,6 +492,7 @@ def _parse_security(file: str, table: object, environ: Mapping[str, str]) -> Sec
         hsts_max_age=_count(reader, "hsts_max_age", defaults.hsts_max_age),
         max_body_size=_count(reader, "max_body_size", defaults.max_body_size),
         max_headers=_count(reader, "max_headers", defaults.max_headers),
+        max_header_size=_count(reader, "max_header_size", defaults.max_header_size),
         audit_denials_per_minute=_count(
             reader, "audit_denials_per_minute", defaults.audit_denials_per_minute
         ),
