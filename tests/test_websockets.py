@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,14 @@ app = "products.echo.app:app"
 level = "ea"
 """
 _names = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """No test here may make the server log an error (a 500, a traceback, a broken handshake)."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 def _start(tmp: Path, impl: str, mounts: str) -> Iterator[RunningPortal]:

@@ -5,6 +5,7 @@ offers it, else closed before accept."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import quote
 
@@ -61,6 +62,10 @@ async def refuse_websocket(scope: Scope, receive: Receive, send: Send, status: i
     if "websocket.http.response" in scope.get("extensions", {}):
         body = json.dumps({"error": _ERRORS.get(status, "refused")}).encode()
         await send_response(send, status, body, "application/json", websocket=True)
+        # uvicorn's websockets-sansio logs a spurious "returned without completing handshake"
+        # error when the app returns before the closed connection is noticed (Kludex/uvicorn
+        # PR 3138); one turn of the event loop lets it notice first.
+        await asyncio.sleep(0)
     else:
         await send({"type": "websocket.close", "code": 1008})
 

@@ -84,7 +84,7 @@ class PortalSettings:
     levels: tuple[str, ...] = DEFAULT_LEVELS
     database_url: str = "sqlite+aiosqlite:///var/portal.db"
     key_file: str = "var/portal-signing-key.pem"
-    feed_interval: float = 5.0
+    feed_interval: float = 2.0  # issue 4: open sockets close within 5 s on every worker
     app_dir: str = "."
 
 

@@ -19,6 +19,7 @@ def echo(rest: str = "") -> Response:
     response = jsonify(
         {
             "environ": environ,
+            "root": request.script_root,  # the mount that answered
             "remote_addr": request.remote_addr,
             "scheme": request.scheme,
             "body": request.get_data(as_text=True),
@@ -34,6 +35,7 @@ async def echo_asgi(request: Request) -> JSONResponse:
             "headers": [
                 [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]
             ],
+            "root": request.scope.get("portal", {}).get("mount", ""),
             "client": request.client.host if request.client else "",
             "body": (await request.body()).decode("utf-8", "replace"),
         }

@@ -10,10 +10,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..servers import RunningPortal
+from portal_asgi.levels import Levels
+
+from ..servers import LEVELS, RunningPortal
 from .helpers import RawResponse, get, runtime_of
 
-ABOVE_STABLE = ("/ea", "/devel", "/top", "/dashboard", "/disagg/v2")
+# every mount of the test portal (tests/security/conftest.py) and its level
+MOUNT_LEVELS = {
+    "/public": "public",
+    "/open-echo": "public",
+    "/stable": "stable",
+    "/disagg/v1": "stable",
+    "/echo": "stable",
+    "/echo-asgi": "stable",
+    "/api": "stable",
+    "/api/strict": "stable",
+    "/ea": "ea",
+    "/dashboard": "ea",
+    "/disagg/v2": "ea",
+    "/ws-echo": "ea",
+    "/devel": "devel",
+    "/top": "admin",
+}
+ABOVE_STABLE = tuple(m for m, level in MOUNT_LEVELS.items() if level not in ("public", "stable"))
 
 
 @pytest.fixture(scope="module")
@@ -23,30 +42,44 @@ def stable_cookie(secure_portal: RunningPortal) -> Iterator[str]:
         yield f"{name}={client.cookies.get(name)}"
 
 
-def reached_above_stable(response: RawResponse) -> str | None:
-    """Which mount above `stable` answered, judged by what the products say about themselves."""
+def devel_cookie(portal: RunningPortal) -> str:
+    name = runtime_of(portal).cookie.name
+    with portal.logged_in("user-devel") as client:
+        return f"{name}={client.cookies.get(name)}"
+
+
+def answered_by(response: RawResponse) -> str | None:
+    """Which mount answered, judged by what the products say about themselves."""
     text = response.text
     try:
         body = json.loads(text)
     except ValueError:
         body = None
     if isinstance(body, dict):
-        if body.get("root") in ABOVE_STABLE:
-            return str(body["root"])
-        if (
-            body.get("portal", {}).get("mount") in ABOVE_STABLE
-            if isinstance(body.get("portal"), dict)
-            else False
-        ):
-            return str(body["portal"]["mount"])
-        if body.get("version") == "v2":
-            return "/disagg/v2"
-    for mount in ABOVE_STABLE:
+        portal = body.get("portal")
+        for said in (body.get("root"), portal.get("mount") if isinstance(portal, dict) else None):
+            if said in MOUNT_LEVELS:
+                return str(said)
+        if body.get("product") == "disagg":
+            return f"/disagg/{body.get('version')}"
+    for mount in MOUNT_LEVELS:
         if f"<code>{mount}</code>" in text:
             return mount
     if "<h1>Dashboard</h1>" in text:
         return "/dashboard"
     return None
+
+
+def reached_above(response: RawResponse, held: str | None) -> str | None:
+    """The mount that answered when the caller's level (None: anonymous) does not open it."""
+    mount = answered_by(response)
+    if mount is None or Levels(LEVELS).allows(held, MOUNT_LEVELS[mount]):
+        return None
+    return mount
+
+
+def reached_above_stable(response: RawResponse) -> str | None:
+    return reached_above(response, "stable")
 
 
 def check(portal: RunningPortal, target: bytes, cookie: str, method: bytes = b"GET") -> RawResponse:
@@ -135,6 +168,22 @@ def test_the_control_request_does_reach_a_mount(
     with secure_portal.logged_in("user-devel") as client:
         ok = client.get("/devel/whoami")
     assert ok.json()["root"] == "/devel"
+    for path in ("/devel/whoami", "/dashboard/me", "/disagg/v2/", "/echo-asgi/x", "/echo/x"):
+        seen = get(
+            secure_portal.url, path.encode(), headers={"Cookie": devel_cookie(secure_portal)}
+        )
+        assert answered_by(seen) == path.rsplit("/", 1)[0] or answered_by(seen) == "/disagg/v2", (
+            path
+        )
+    assert (
+        reached_above(
+            get(
+                secure_portal.url, b"/devel/whoami", headers={"Cookie": devel_cookie(secure_portal)}
+            ),
+            "stable",
+        )
+        == "/devel"
+    )
 
 
 @pytest.mark.parametrize(
@@ -242,8 +291,11 @@ def test_property_random_requests_never_500_and_never_above_level(
     headers = {k: v for k, v in headers.items() if k != "Content-Length"} | {"Content-Length": "0"}
     headers["Cookie"] = stable_cookie if with_cookie else junk_cookie
     headers.setdefault("Accept", "application/json")
+    # the cookie speaks for the caller unless a Bearer token does (identity.py)
+    bearer = headers.get("Authorization", "").partition(" ")[0].lower() == "bearer"
+    held = "stable" if with_cookie and not bearer else None
     response = get(secure_portal.url, target, method=method, headers=headers)
     assert response.status != 500, (method, target, headers, response.text[:300])
     assert "Traceback" not in response.text
     if method != b"HEAD":
-        assert reached_above_stable(response) is None, (method, target, headers)
+        assert reached_above(response, held) is None, (method, target, headers)
