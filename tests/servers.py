@@ -169,6 +169,7 @@ def serve(
     *,
     env: Mapping[str, str] | None = None,
     ws: str = "auto",
+    http: str = "auto",
     proxy_headers: bool = True,
     **settings: Any,
 ) -> Iterator[RunningPortal]:
@@ -185,6 +186,7 @@ def serve(
         port=port,
         log_level="warning",
         ws=ws,
+        http=http,
         lifespan="on",
         # False: run as docs/security.md says, the portal alone reading forwarding headers
         proxy_headers=proxy_headers,
