@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from portal_asgi.db import migrate
+from portal_asgi.db.engine import Database
 
 from .oidc.harness import Provider, start_provider
 from .servers import LEVELS, MariaDB, RunningPortal, serve
@@ -73,3 +76,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         server.drop(url)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """The portal's schema on an empty database (see `database_url`)."""
+    database = Database(database_url)
+    await migrate.upgrade(database)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def other_worker(database_url: str, db: Database) -> AsyncIterator[Database]:
+    """A second engine on the same database: what another worker (or the CLI) holds."""
+    database = Database(database_url)
+    try:
+        yield database
+    finally:
+        await database.close()

@@ -8,41 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
-from portal_asgi.db import migrate, store
+from portal_asgi.db import store
 from portal_asgi.db.engine import Database
 from portal_asgi.directory import Directory
 
 pytestmark = pytest.mark.anyio
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await migrate.upgrade(database)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-async def other_worker(database_url: str, db: Database) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:

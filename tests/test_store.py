@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
 
-from portal_asgi.db import migrate, store
+from portal_asgi.db import store
 from portal_asgi.db.engine import Database
 from portal_asgi.db.models import AuditEvent, Session
 from portal_asgi.exceptions import UserError
@@ -16,31 +15,6 @@ from portal_asgi.exceptions import UserError
 pytestmark = pytest.mark.anyio
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await migrate.upgrade(database)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-async def other_worker(database_url: str, db: Database) -> AsyncIterator[Database]:
-    """A second engine on the same database: what another worker (or the CLI) holds."""
-    database = Database(database_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_add_get_and_list_users(db: Database) -> None:

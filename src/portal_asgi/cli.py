@@ -142,24 +142,24 @@ async def cmd_users_set_level(args: argparse.Namespace, settings: Settings) -> i
     return await _with_db(settings, work)
 
 
-async def cmd_users_disable(args: argparse.Namespace, settings: Settings) -> int:
+async def _set_active(args: argparse.Namespace, settings: Settings, active: bool) -> int:
     async def work(db: Database) -> int:
-        await store.set_active(db, args.name, False)
-        await audit.record(db, "user.disable", username=args.name, by="cli")
-        print(f"{args.name} is disabled; their sessions and tokens are revoked")
+        await store.set_active(db, args.name, active)
+        event = "user.enable" if active else "user.disable"
+        await audit.record(db, event, username=args.name, by="cli")
+        done = "enabled" if active else "disabled; their sessions and tokens are revoked"
+        print(f"{args.name} is {done}")
         return 0
 
     return await _with_db(settings, work)
+
+
+async def cmd_users_disable(args: argparse.Namespace, settings: Settings) -> int:
+    return await _set_active(args, settings, False)
 
 
 async def cmd_users_enable(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(db: Database) -> int:
-        await store.set_active(db, args.name, True)
-        await audit.record(db, "user.enable", username=args.name, by="cli")
-        print(f"{args.name} is enabled")
-        return 0
-
-    return await _with_db(settings, work)
+    return await _set_active(args, settings, True)
 
 
 async def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -244,7 +244,6 @@ async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_bans_list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
-        await throttle.ensure_tables(db)
         rows = [
             (b.kind, b.key, b.until.isoformat(sep=" "), str(b.failures))
             for b in await throttle.list_bans(db, utcnow())
@@ -257,7 +256,6 @@ async def cmd_bans_list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_bans_clear(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
-        await throttle.ensure_tables(db)
         count = await throttle.clear_bans(db, key=args.key)
         await audit.record(db, "ban.clear", key=args.key or "*", count=count)
         print(f"lifted {count} ban{'s' if count != 1 else ''}")

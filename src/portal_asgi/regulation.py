@@ -35,23 +35,15 @@ class Regulator:
     def __init__(self, db: Database, settings: SecuritySettings) -> None:
         self.db = db
         self.settings = settings
-        self.ready = False
-
-    async def _ensure_tables(self) -> None:
-        if not self.ready:
-            await throttle.ensure_tables(self.db)
-            self.ready = True
 
     async def retry_after(self, username: str, client: str) -> int:
         """Seconds until the ban on this account or address ends; 0 when neither is banned."""
-        await self._ensure_tables()
         now = utcnow()
         until = await throttle.banned_until(self.db, keys(username, client), now)
         return _seconds_until(until, now) if until else 0
 
     async def failed(self, username: str, client: str) -> int:
         """Count a failed login; the Retry-After to answer when it started a ban, else 0."""
-        await self._ensure_tables()
         now = utcnow()
         try:
             bans = await throttle.record_failure(
@@ -81,5 +73,4 @@ class Regulator:
     async def succeeded(self, username: str) -> None:
         """A right password clears the account's count, not the address's: an attacker behind one
         address must not reset it by signing in to an account of their own."""
-        await self._ensure_tables()
         await throttle.clear_failures(self.db, keys(username, "")[0])

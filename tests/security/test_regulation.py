@@ -30,9 +30,11 @@ def regulated(tmp_path: Path) -> Iterator[RunningPortal]:
 
 
 @pytest.fixture
-def regulated_behind_proxy(tmp_path: Path) -> Iterator[RunningPortal]:
-    """The test client plays a trusted proxy, so each attempt can come from another address."""
-    yield from start(tmp_path, REGULATION + 'trusted_proxies = ["127.0.0.1"]')
+def regulated_behind_proxy(tmp_path: Path, database_url: str) -> Iterator[RunningPortal]:
+    """The test client plays a trusted proxy, so each attempt can come from another address.
+    On SQLite and on MariaDB: the counters are shared by every worker through the database."""
+    security = REGULATION + 'trusted_proxies = ["127.0.0.1"]'
+    yield from start(tmp_path, security, database_url=database_url)
 
 
 def _portal(tmp_path: Path, security: str) -> contextlib.AbstractContextManager[RunningPortal]:

@@ -1,24 +1,20 @@
 """Failed logins and bans, in the database so every worker shares them (DESIGN.md section 10).
 
-Its own module with its own tables on the shared `Base`; the policy that reads them is
-`portal_asgi.regulation`.
+Its own module with its own tables on the shared `Base` (created by migration 0002); the policy
+that reads them is `portal_asgi.regulation`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import DateTime, Index, Integer, String, delete, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..exceptions import DatabaseUnavailable
-from . import models
 from .engine import Database
-from .models import Base, utcnow
+from .models import MARIADB_TABLE, Base, utcnow
 
 Key = tuple[str, str]  # ("account", casefolded username) or ("address", client address)
 
@@ -29,7 +25,7 @@ class LoginFailure(Base):
     __tablename__ = "login_failures"
     __table_args__ = (
         Index("ix_login_failures_kind_key_at", "kind", "key", "at"),
-        getattr(models, "MARIADB_TABLE", {}),
+        MARIADB_TABLE,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -40,7 +36,7 @@ class LoginFailure(Base):
 
 class LoginBan(Base):
     __tablename__ = "login_bans"
-    __table_args__ = getattr(models, "MARIADB_TABLE", {})
+    __table_args__ = MARIADB_TABLE
 
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -50,18 +46,14 @@ class LoginBan(Base):
 
 
 async def ensure_tables(db: Database) -> None:
-    """Create these two tables when missing. A stopgap until an Alembic revision creates them
-    (the schema is otherwise migrated by db/migrate.py); safe to run on every start."""
+    """Create these two tables when missing, as the portal did before migration 0002 existed.
+    The portal no longer calls it (migrations do); tests/test_migrations.py rebuilds such a
+    database with it."""
     tables = [LoginFailure.__table__, LoginBan.__table__]
-    try:
-        async with asyncio.timeout(getattr(db, "timeout", None)), db.engine.begin() as conn:
-            await conn.run_sync(
-                lambda sync: Base.metadata.create_all(sync, tables=tables, checkfirst=True)  # type: ignore[arg-type]
-            )
-    except (SQLAlchemyError, OSError) as exc:  # TimeoutError is an OSError
-        # a second worker creating them at the same moment: they exist now
-        if "already exists" not in str(exc):
-            raise DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else "timeout") from exc
+    async with db.engine.begin() as conn:
+        await conn.run_sync(
+            lambda sync: Base.metadata.create_all(sync, tables=tables, checkfirst=True)  # type: ignore[arg-type]
+        )
 
 
 @dataclass(frozen=True, slots=True)
