@@ -172,8 +172,8 @@ def test_users_add_list_set_level_disable(settings_file: Path) -> None:
     [
         (("users", "add", "bob", "--level", "root"), "long enough pw\n", "unknown level"),
         (("users", "add", "bob", "--level", "public"), "long enough pw\n", "unknown level"),
-        (("users", "add", "bob", "--level", "ea"), "short\n", "8 characters"),
-        (("users", "add", "bob", "--level", "ea"), "", "8 characters"),
+        (("users", "add", "bob", "--level", "ea"), "eleven char\n", "12 characters"),
+        (("users", "add", "bob", "--level", "ea"), "", "12 characters"),
         (("users", "add", "b o b", "--level", "ea"), "long enough pw\n", "username"),
         (("users", "set-level", "nobody", "ea"), "", "nobody"),
         (("users", "set-level", "admin", "root"), "", "unknown level"),

@@ -341,14 +341,15 @@ def test_logout_elsewhere_closes_socket_4401(wsp: RunningPortal) -> None:
     assert refused(wsp, "/echo/ws", cookie=cookie)[0] == 401  # and it cannot come back
 
 
-def test_disabled_user_socket_closes_4401(wsp: RunningPortal) -> None:
-    """Disabling a user ends their sessions (DESIGN.md section 4), so: 4401, as for a logout."""
+def test_disabled_user_socket_closes_4403(wsp: RunningPortal) -> None:
+    """A disabled user may no longer reach anything, and signing in again cannot help: 4403
+    (issue 4), though disabling also revokes their sessions."""
     name = new_user(wsp, "ea")
     with open_socket(wsp, "/echo/ws", cookie=session_cookie(wsp, name)) as ws:
         assert greeting(ws)["user"] == name
         done = run_cli(wsp.settings_file, "users", "disable", name)
         assert done.returncode == 0, done.stderr
-        assert close_code(ws) == 4401
+        assert close_code(ws) == 4403
 
 
 def test_revoked_sessions_close_every_socket_of_the_user_4401(wsp: RunningPortal) -> None:

@@ -86,9 +86,12 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
     # `/outer/inner` without its slash would match the Mount of `/outer`: answer every mount's
     # bare path with a redirect to its slash form first, so the router never picks the outer one.
     redirects: list[BaseRoute] = [
-        Route(product.mount.path, _to_slash, methods=["GET", "HEAD"]) for product in runtime.products
+        Route(product.mount.path, _to_slash, methods=["GET", "HEAD"])
+        for product in runtime.products
     ]
-    first_mount = next(i for i, route in enumerate(table) if isinstance(route, Mount) and route.path != "/static")
+    first_mount = next(
+        i for i, route in enumerate(table) if isinstance(route, Mount) and route.path != "/static"
+    )
     return [*table[:first_mount], *redirects, *table[first_mount:]]
 
 

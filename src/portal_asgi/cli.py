@@ -105,8 +105,8 @@ def _read_password(args: argparse.Namespace) -> str:
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Password again: "):
             raise UserError("the passwords differ")
-    if len(password) < 8:
-        raise UserError("a password needs at least 8 characters")
+    if len(password) < 12:  # OWASP ASVS 2.1.1
+        raise UserError("a password needs at least 12 characters")
     return password
 
 

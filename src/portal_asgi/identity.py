@@ -98,7 +98,9 @@ class Identity:
             claims = self.codec.verify(token)
         except TokenError as exc:
             # A Bearer token under another key may be the provider's: the provider check logs it.
-            foreign = via == "token" and self.bearer and str(exc) == "token signed by an unknown key"
+            foreign = (
+                via == "token" and self.bearer and str(exc) == "token signed by an unknown key"
+            )
             if not foreign and (via == "session" or token.count(".") == 2):
                 logger.info("token refused: %s (path %s)", exc, scope.get("path"))
             return None

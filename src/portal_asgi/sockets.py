@@ -9,8 +9,8 @@ closed: the client gets a close frame with the code below, and the product's `re
 
 | code | why |
 | ---- | --- |
-| 4401 | the session ended: logged out, session or token revoked, user disabled or removed, or the token that opened the socket expired |
-| 4403 | the user's level no longer reaches the mount (level lowered, or the mount's level raised) |
+| 4401 | the session ended: logged out, session or token revoked, user removed, or the token that opened the socket expired |
+| 4403 | the user may no longer reach the mount: user disabled, level lowered, or the mount's level raised |
 | 4408 | no message either way for `[websocket] idle_timeout` |
 | 1009 | a message larger than `[websocket] max_message` |
 | 1001 | the portal is shutting down |
@@ -252,10 +252,11 @@ class SocketRegistry:
         required = socket.required()
         if not isinstance(user, PortalUser):
             return None if self.levels.allows(None, required) else SESSION_ENDED
-        if user.sid and self.directory.is_revoked(user.sid):
-            return SESSION_ENDED
         state = self.directory.user(user.username)
         if state is not None and not state.active:
+            # checked before revocation (disabling also revokes): signing in again cannot help
+            return FORBIDDEN
+        if user.sid and self.directory.is_revoked(user.sid):
             return SESSION_ENDED
         if state is None and user.via != "provider":
             return SESSION_ENDED  # the user was removed
