@@ -142,12 +142,14 @@ def test_access_matrix(
         if browser:
             assert f"Hello, {username or 'visitor'}" in response.text
             assert f"<code>{root}</code>" in response.text
+            assert f'<span class="level level-{mount}">{mount}</span>.' in response.text
         else:
             assert response.json() == {
                 "user": username,
                 "email": f"{level}@example.org" if level else "",
                 "level": level or "",
                 "root": root,
+                "mount_level": mount,
                 "path": "/whoami",
             }
     elif level is None:

@@ -95,6 +95,7 @@ def test_login_opens_a_session_at_the_level_the_provider_gives(portal: RunningPo
             "level": "ea",
             "root": "",
             "path": "",
+            "mount_level": "ea",
         }
         assert (
             browser.get("/devel/whoami", headers={"accept": "application/json"}).status_code == 403

@@ -12,7 +12,8 @@ PAGE = """<!doctype html>
 <link rel="stylesheet" href="/static/portal.css"></head>
 <body><main class="narrow"><section class="card">
 <h1>Hello, {{ user or "visitor" }}</h1>
-<p>This is the <strong>test</strong> product, mounted at <code>{{ root }}</code>.</p>
+<p>This is the <strong>test</strong> product, mounted at <code>{{ root }}</code>
+at level <span class="level level-{{ mount_level }}">{{ mount_level }}</span>.</p>
 <ul>
   <li>Your level: <span class="level level-{{ level }}">{{ level or "none" }}</span></li>
   <li>Your e-mail: {{ email or "(none)" }}</li>
@@ -21,12 +22,19 @@ PAGE = """<!doctype html>
 </section></main></body></html>"""
 
 
+def mount_level() -> str:
+    """The level of the mount this request came through, from the ASGI scope the portal fills."""
+    scope = request.environ.get("asgi.scope") or {}
+    return str((scope.get("portal") or {}).get("level", ""))
+
+
 def who() -> dict[str, str]:
     return {
         "user": request.headers.get("X-Portal-User", ""),
         "email": request.headers.get("X-Portal-Email", ""),
         "level": request.headers.get("X-Portal-Level", ""),
         "root": request.script_root or "/",
+        "mount_level": mount_level(),
     }
 
 

@@ -34,6 +34,20 @@ class Directory:
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
         self._unrecorded: set[str] = set()  # revoked here while the database was down
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask `run()` to return at its next pause: never cancelled in the middle of a query,
+        where the connection pool would log the interrupted rollback as an error."""
+        self._stopping.set()
+
+    async def pause(self) -> bool:
+        """Wait one interval; True when the portal is stopping instead."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), self.interval)
+        except TimeoutError:
+            return False
+        return True
 
     def on_change(self, listener: Listener) -> None:
         """Call `listener` after every refresh that changed something (open WebSockets re-check)."""
@@ -97,10 +111,9 @@ class Directory:
             listener()
 
     async def run(self) -> None:
-        """Poll forever (cancelled at shutdown). A database outage is logged, not fatal."""
+        """Poll until `stop()`. A database outage is logged, not fatal."""
         failing = False
-        while True:
-            await asyncio.sleep(self.interval)
+        while not await self.pause():
             try:
                 await self._record_revocations()
                 await self.refresh()

@@ -107,7 +107,8 @@ async def prepare_database(runtime: Runtime) -> None:
 async def _keep_fresh(runtime: Runtime) -> None:
     """Until the database has answered once, retry the startup steps; then poll the feed."""
     while not runtime.directory.loaded:
-        await asyncio.sleep(runtime.directory.interval)
+        if await runtime.directory.pause():
+            return
         try:
             await prepare_database(runtime)
         except DatabaseUnavailable:
@@ -135,7 +136,9 @@ async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
         async with run_lifespans(lifespan_apps), runtime.sockets.running():
             yield runtime
     finally:
-        feed.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feed
+        runtime.directory.stop()
+        try:  # let a poll in flight finish; a database that hangs is not waited for long
+            await asyncio.wait_for(feed, timeout=15)
+        except (TimeoutError, asyncio.CancelledError):
+            pass
         await runtime.db.close()
