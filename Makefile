@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 OIDC_PROVIDER := tests/oidc/node_modules/.installed
 
-.PHONY: run test lint format bench clean setup browser
+.PHONY: run test lint format bench bench-http clean setup browser
 
 setup: $(STAMP)
 
@@ -34,9 +34,14 @@ browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
-# WebSocket capacity and echo round trip, portal against the bare app (docs/websockets.md).
-bench: $(STAMP)
+# WebSocket capacity and echo round trip, portal against the bare app (docs/websockets.md);
+# runs bench-http first.
+bench: $(STAMP) bench-http
 	$(BIN)/python bench/ws_bench.py
+
+# What the portal costs an HTTP request, against the bare products (docs/performance.md).
+bench-http: $(STAMP)
+	$(BIN)/python bench/http_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests products bench

@@ -10,24 +10,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx2
+from common import cli, free_port, login, p99, uvicorn, write_settings
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 USER, PASSWORD = "bench", "bench-password-not-secret"
+SETTINGS = """
+[websocket]
+max_per_user = 100000
+idle_timeout = "1h"
+
+[[mount]]
+path = "/echo"
+app = "products.echo.app:app"
+level = "ea"
+"""
 
 
 def raise_open_files(wanted: int) -> int:
@@ -37,77 +40,6 @@ def raise_open_files(wanted: int) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_settings(tmp: Path, port: int) -> Path:
-    file = tmp / "settings.toml"
-    file.write_text(f"""
-[portal]
-title = "Bench"
-base_url = "http://127.0.0.1:{port}"
-database_url = "sqlite+aiosqlite:///{tmp / "portal.db"}"
-key_file = "{tmp / "key.pem"}"
-app_dir = "{ROOT}"
-
-[websocket]
-max_per_user = 100000
-idle_timeout = "1h"
-
-[[mount]]
-path = "/echo"
-app = "products.echo.app:app"
-level = "ea"
-""")
-    return file
-
-
-def cli(settings: Path, *args: str, stdin: str = "") -> None:
-    subprocess.run(
-        [str(BIN / "portal-asgi"), "--settings", str(settings), *args],
-        input=stdin,
-        text=True,
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PORTAL_ADMIN_PASSWORD": "bench-admin-not-secret"},
-    )
-
-
-@contextmanager
-def uvicorn(app: str, port: int, ws: str, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--ws", ws, "--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT)]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx2.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx2.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} did not start") from None
-                time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def login(base: str) -> str:
-    with httpx2.Client(base_url=base, timeout=10) as client:
-        page = client.get("/auth/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token, page.text
-        fields = {"username": USER, "password": PASSWORD, "csrf_token": token.group(1)}
-        answer = client.post("/auth/login", data=fields | {"next": "/"})
-        assert answer.status_code == 303, answer.text
-        return str(client.cookies["portal_session"])
 
 
 def rss_mib(pid: int) -> float:
@@ -178,10 +110,6 @@ async def compare(
     return results
 
 
-def p99(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=100)[98]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, default=2000, help="sockets to hold (2000)")
@@ -194,15 +122,16 @@ def main() -> int:
     limit = raise_open_files(2 * args.sockets + 1000)
     with tempfile.TemporaryDirectory(prefix="ws-bench-") as tmp:
         portal_port, bare_port = free_port(), free_port()
-        settings = write_settings(Path(tmp), portal_port)
+        settings = write_settings(Path(tmp), portal_port, SETTINGS)
         cli(settings, "db", "upgrade")
         cli(settings, "users", "add", USER, "--level", "ea", stdin=PASSWORD + "\n")
         env = {"PORTAL_SETTINGS": str(settings)}
         with (
-            uvicorn("portal_asgi:app", portal_port, args.ws, env) as portal,
-            uvicorn("products.echo.app:app", bare_port, args.ws, {}) as bare,
+            uvicorn("portal_asgi:app", portal_port, env, "--ws", args.ws) as portal,
+            uvicorn("products.echo.app:app", bare_port, {}, "--ws", args.ws) as bare,
         ):
-            cookie = {"Cookie": f"portal_session={login(f'http://127.0.0.1:{portal_port}')}"}
+            session = login(f"http://127.0.0.1:{portal_port}", USER, PASSWORD)
+            cookie = {"Cookie": f"portal_session={session}"}
             portal_ws = (f"ws://127.0.0.1:{portal_port}/echo/ws", cookie)
             bare_ws: tuple[str, dict[str, str]] = (f"ws://127.0.0.1:{bare_port}/ws", {})
             held = asyncio.run(hold(*portal_ws, args.sockets, portal.pid))

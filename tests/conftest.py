@@ -10,7 +10,7 @@ from portal_asgi.db import migrate
 from portal_asgi.db.engine import Database
 
 from .oidc.harness import Provider, start_provider
-from .servers import LEVELS, MariaDB, RunningPortal, serve
+from .servers import MariaDB, RunningPortal, serve
 
 MARIADB_URL = os.environ.get("PORTAL_TEST_MARIADB", "mysql+asyncmy://root@127.0.0.1:3306/test")
 
@@ -19,15 +19,7 @@ MARIADB_URL = os.environ.get("PORTAL_TEST_MARIADB", "mysql+asyncmy://root@127.0.
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
     """One portal for the read-only tests, with a user at every level."""
     with serve(tmp_path_factory.mktemp("portal")) as running:
-        for level in LEVELS:
-            running.add_user(f"user-{level}", level, email=f"{level}@example.org")
-        running.wait_until(
-            lambda: all(
-                running.portal.runtime is not None
-                and running.portal.runtime.directory.user(f"user-{level}") is not None
-                for level in LEVELS
-            )
-        )
+        running.add_level_users()
         yield running
 
 

@@ -138,6 +138,18 @@ class RunningPortal:
             },
         )
 
+    def add_level_users(self) -> None:
+        """`user-<level>` at every level (password `password_for(name)`), known to the portal."""
+        for level in LEVELS:
+            self.add_user(f"user-{level}", level, email=f"{level}@example.org")
+        self.wait_until(
+            lambda: all(
+                self.portal.runtime is not None
+                and self.portal.runtime.directory.user(f"user-{level}") is not None
+                for level in LEVELS
+            )
+        )
+
     @contextmanager
     def logged_in(self, username: str) -> Iterator[httpx2.Client]:
         """A client holding `username`'s session cookie, closed on exit."""

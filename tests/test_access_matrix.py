@@ -360,9 +360,7 @@ def custom_portal(
 ) -> Iterator[RunningPortal]:
     mounts = (OUTER + INNER if request.param == "outer-first" else INNER + OUTER) + FLASK
     with serve(tmp_path_factory.mktemp("custom"), mounts=mounts) as running:
-        for level in LEVELS:
-            running.add_user(f"user-{level}", level, email=f"{level}@example.org")
-        running.wait_until(lambda: _knows(running, *(f"user-{level}" for level in LEVELS)))
+        running.add_level_users()
         yield running
 
 

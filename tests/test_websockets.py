@@ -29,7 +29,7 @@ from portal_asgi.origins import normalise_origin
 from portal_asgi.types import Message
 
 from .cli_runner import run_cli
-from .servers import LEVELS, RunningPortal, serve, settings_text
+from .servers import RunningPortal, serve, settings_text
 
 # uvicorn's legacy `websockets` implementation (still tested: it is what many deployments run)
 # warns about itself and about the websockets.legacy API it is built on
@@ -91,9 +91,7 @@ def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 def _start(tmp: Path, impl: str, mounts: str) -> Iterator[RunningPortal]:
     with serve(tmp, ws=impl, mounts=mounts) as running:
-        for level in LEVELS:
-            running.add_user(f"user-{level}", level)
-        running.wait_until(lambda: _knows(running, "user-admin"))
+        running.add_level_users()
         yield running
 
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..servers import LEVELS, RunningPortal, default_mounts, serve
+from ..servers import RunningPortal, default_mounts, serve
 
 ECHO_MOUNTS = """
 [[mount]]
@@ -46,15 +46,7 @@ def start(
     mounts = default_mounts() + ECHO_MOUNTS + (f"\n[security]\n{security}\n" if security else "")
     with serve(tmp, mounts=mounts, proxy_headers=False, **options) as running:  # type: ignore[arg-type]
         if users:
-            for level in LEVELS:
-                running.add_user(f"user-{level}", level, email=f"{level}@example.org")
-            running.wait_until(
-                lambda: all(
-                    running.portal.runtime is not None
-                    and running.portal.runtime.directory.user(f"user-{level}") is not None
-                    for level in LEVELS
-                )
-            )
+            running.add_level_users()
         yield running
 
 
