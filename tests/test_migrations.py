@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from portal_asgi.db import migrate, store, throttle
+from portal_asgi.db import migrate, store
 from portal_asgi.db.engine import Database
 from portal_asgi.db.models import Base
 
@@ -77,25 +77,6 @@ async def test_database_made_by_create_all_is_stamped_not_recreated(database_url
         await store.add_user(db, "alice", level="ea", password="alice-password")
         assert await migrate.upgrade(db) == HEAD
         assert await store.check_password(db, "alice", "alice-password") is not None
-        assert (await _schema(db))[1] == []
-    finally:
-        await db.close()
-
-
-async def test_throttle_tables_made_before_their_revision_are_kept(database_url: str) -> None:
-    """throttle.ensure_tables() made its tables on the fly before revision 0002 existed."""
-    db = Database(database_url)
-
-    def to_first(connection: Connection) -> None:
-        config = migrate.alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, migrate.INITIAL_REVISION)
-
-    try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(to_first)
-        await throttle.ensure_tables(db)
-        assert await migrate.upgrade(db) == HEAD
         assert (await _schema(db))[1] == []
     finally:
         await db.close()

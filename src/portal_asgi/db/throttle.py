@@ -45,17 +45,6 @@ class LoginBan(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
-async def ensure_tables(db: Database) -> None:
-    """Create these two tables when missing, as the portal did before migration 0002 existed.
-    The portal no longer calls it (migrations do); tests/test_migrations.py rebuilds such a
-    database with it."""
-    tables = [LoginFailure.__table__, LoginBan.__table__]
-    async with db.engine.begin() as conn:
-        await conn.run_sync(
-            lambda sync: Base.metadata.create_all(sync, tables=tables, checkfirst=True)  # type: ignore[arg-type]
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class BanRecord:
     kind: str

@@ -21,7 +21,8 @@ MARIADB_TABLE: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "u
 
 
 def upgrade() -> None:
-    # throttle.ensure_tables() created these on the fly before this revision existed.
+    # A database made by `create_all` before migrations existed is stamped at 0001 (db/migrate.py)
+    # and may already hold these tables: create only what is missing.
     existing = set(sa.inspect(op.get_bind()).get_table_names())
     if "login_bans" not in existing:
         op.create_table(
