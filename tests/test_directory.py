@@ -124,9 +124,8 @@ async def test_the_feed_task_polls_and_notifies(db: Database, other_worker: Data
         await until(lambda: directory.user("alice").level == "admin")  # type: ignore[union-attr]
         assert heard and heard[-1] == directory.last_change
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        directory.stop()  # returns at its next pause, never mid-query
+        await asyncio.wait_for(task, timeout=10)
 
 
 async def test_refresh_before_load_loads(db: Database) -> None:
@@ -146,9 +145,8 @@ async def test_the_feed_survives_an_unreachable_database(caplog: pytest.LogCaptu
         assert not task.done()
         assert not directory.loaded
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        directory.stop()  # returns at its next pause, never mid-query
+        await asyncio.wait_for(task, timeout=10)
         await db.close()
 
 
@@ -175,6 +173,5 @@ async def test_a_revocation_made_while_down_is_recorded_by_the_feed(
         assert sid in (await store.snapshot(other_worker)).revoked
         assert directory.is_revoked(sid)
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        directory.stop()  # returns at its next pause, never mid-query
+        await asyncio.wait_for(task, timeout=10)
