@@ -173,45 +173,28 @@ async def upsert_oidc_user(
     over an account by username: when `username` belongs to another account, the new one is
     named `fallback_username`. Records a "user" change so every worker learns the level."""
     try:
-        return await _upsert_oidc_user(
-            db, subject, username, email, name, level, default_level, fallback_username
-        )
+        async with db.session() as session:
+            user = await session.scalar(select(User).where(User.subject == subject))
+            if user is None:
+                taken = await session.scalar(select(User.id).where(User.username == username))
+                user = User(
+                    username=fallback_username if taken is not None else username,
+                    level=level or default_level,
+                    provider="oidc",
+                    subject=subject,
+                    password_hash=None,
+                )
+                session.add(user)
+            elif level is not None:
+                user.level = level
+            user.email = email[:254]
+            user.name = name[:200]
+            user.last_login_at = utcnow()
+            await session.flush()
+            _change(session, "user", user.username)
+            return _record(user)
     except IntegrityError:  # two first logins of the same user at once: the other one won
         raise UserError(f"could not record the user with subject {subject!r}; try again") from None
-
-
-async def _upsert_oidc_user(
-    db: Database,
-    subject: str,
-    username: str,
-    email: str,
-    name: str,
-    level: str | None,
-    default_level: str,
-    fallback_username: str,
-) -> UserRecord:
-    async with db.session() as session:
-        user = await session.scalar(select(User).where(User.subject == subject))
-        if user is None:
-            taken = await session.scalar(select(User.id).where(User.username == username))
-            if taken is not None:
-                username = fallback_username
-            user = User(
-                username=username,
-                level=level or default_level,
-                provider="oidc",
-                subject=subject,
-                password_hash=None,
-            )
-            session.add(user)
-        elif level is not None:
-            user.level = level
-        user.email = email[:254]
-        user.name = name[:200]
-        user.last_login_at = utcnow()
-        await session.flush()
-        _change(session, "user", user.username)
-        return _record(user)
 
 
 async def username_for_subject(db: Database, subject: str) -> str | None:
