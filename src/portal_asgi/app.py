@@ -146,12 +146,7 @@ def build_app(runtime: Runtime) -> Starlette:
             *security_outer(runtime),  # headers, proxies, audit of denials, limits
             Middleware(PathCheck),
             Middleware(Identity, **identity),
-            Middleware(
-                OriginCheck,
-                allowed=_websocket_origins(runtime),
-                db=runtime.db,
-                per_minute=runtime.settings.security.audit_denials_per_minute,
-            ),
+            Middleware(OriginCheck, allowed=_websocket_origins(runtime)),
             *security_inner(runtime),  # cross-site request blocking
         ],
         exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},

@@ -18,6 +18,8 @@ from .user import PortalUser
 logger = logging.getLogger("portal_asgi.audit")
 
 DENIALS = frozenset({400, 401, 403, 405, 413, 429, 431})
+# scope key where a middleware that refuses names the audit event and adds detail to it
+DENIAL_KEY = "portal.denial"
 
 
 def json_line(event: str, *, username: str = "", client: str = "", **detail: object) -> str:
@@ -94,7 +96,9 @@ class AuditDenials:
             await send(message)
 
         await self.app(scope, receive, watching)
-        if status not in DENIALS or scope.get("portal", {}).get("mount") in self.products:
+        named = DENIAL_KEY in scope  # refused by a middleware that named it, whatever the status
+        product = scope.get("portal", {}).get("mount") in self.products
+        if product or (status not in DENIALS and not named):
             return
         keep, suppressed = self.sampler.admit(time.monotonic())
         try:
@@ -103,15 +107,18 @@ class AuditDenials:
             if keep:
                 user = scope.get("user")
                 client = scope.get("client")
+                # a refusal may name itself and add detail (origins.py: the refused Origin)
+                reason: dict[str, object] = dict(scope.get(DENIAL_KEY, {}))
                 await record(
                     self.db,
-                    "denied",
+                    str(reason.pop("event", "denied")),
                     username=user.username if isinstance(user, PortalUser) else "",
                     client=client[0] if client else "",
                     status=status,
                     method=scope.get("method", "WEBSOCKET"),
                     path=str(scope.get("path", ""))[:200],
                     agent=header(scope, b"user-agent")[:120],
+                    **reason,
                 )
         except DatabaseUnavailable as exc:
             logger.warning("audit: could not store a denial: %s", exc)

@@ -3,6 +3,7 @@
 PortalError
 ├── SettingsError          settings.toml is wrong: names the file, the key and the problem
 ├── TokenError             a token failed verification (never shown to clients)
+│   └── UnknownKey         signed by a key that is not ours (perhaps the OIDC provider's)
 ├── DatabaseUnavailable    the database did not answer
 ├── ProviderUnavailable    the identity provider did not answer or is misconfigured
 └── UserError              a command-line or admin request that cannot be carried out
@@ -25,6 +26,10 @@ class SettingsError(PortalError):
 
 class TokenError(PortalError):
     """A token that is malformed, forged, expired or not meant for us."""
+
+
+class UnknownKey(TokenError):
+    """A token whose `kid` names a key that is not ours."""
 
 
 class DatabaseUnavailable(PortalError):

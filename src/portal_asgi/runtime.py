@@ -53,7 +53,6 @@ def build_runtime(settings: Settings) -> Runtime:
     db = Database(settings.portal.database_url)
     key = load_or_create_key(settings.portal.key_file)
     directory = Directory(db, interval=settings.portal.feed_interval)
-    cookie = SessionCookie(secure=settings.https)
     return Runtime(
         settings=settings,
         levels=levels,
@@ -62,12 +61,10 @@ def build_runtime(settings: Settings) -> Runtime:
         codec=TokenCodec(key, issuer=settings.portal.base_url),
         directory=directory,
         policy=Policy(settings.mounts, levels, directory),
-        cookie=cookie,
+        cookie=SessionCookie(secure=settings.https),
         csrf=CSRF(key.secret, secure=settings.https),
         products=tuple(load_products(settings)),
-        sockets=SocketRegistry(
-            settings.websocket, levels=levels, directory=directory, cookie=cookie
-        ),
+        sockets=SocketRegistry(settings.websocket, levels=levels, directory=directory),
         oidc=(
             OIDCProvider(settings.auth.oidc, base_url=settings.portal.base_url)
             if settings.auth.provider == "oidc" and settings.auth.oidc is not None

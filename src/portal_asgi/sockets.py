@@ -27,10 +27,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 
-from jose import jwt
-
-from .answers import header, refuse
-from .cookies import SessionCookie
+from .answers import refuse
 from .directory import Directory
 from .levels import Levels
 from .settings import WebSocketSettings
@@ -57,25 +54,6 @@ CLOSE_TIMEOUT = 5.0  # a client that never answers our close frame does not hold
 class SocketClosed(OSError):
     """Raised to a product that sends on a socket the portal closed. Starlette turns an OSError
     from `send` into `WebSocketDisconnect`, as it does when the client itself went away."""
-
-
-def credential_expiry(scope: Scope, cookie: SessionCookie) -> float:
-    """When the credential that opened this socket expires (`inf` when it carries no `exp`).
-
-    It picks the token the way Identity does (a Bearer header wins over the cookie) and reads its
-    `exp` without verifying again: Identity has just verified this very token, and its expiry can
-    only end the socket sooner."""
-    authorization = header(scope, b"authorization")
-    token = authorization.partition(" ")[2].strip() if authorization else None
-    if token is None:
-        token = cookie.read(header(scope, b"cookie"))
-    if not token:
-        return math.inf
-    try:
-        exp = jwt.get_unverified_claims(token).get("exp")
-    except Exception:  # an opaque provider token: no expiry to follow
-        return math.inf
-    return float(exp) if isinstance(exp, int | float) else math.inf
 
 
 def _disconnect(code: int) -> Message:
@@ -203,12 +181,10 @@ class SocketRegistry:
         *,
         levels: Levels,
         directory: Directory,
-        cookie: SessionCookie,
     ) -> None:
         self.settings = settings
         self.levels = levels
         self.directory = directory
-        self.cookie = cookie
         self.sockets: set[LiveSocket] = set()
         self.per_user: dict[str, int] = {}
         directory.on_change(self.recheck)
@@ -229,7 +205,8 @@ class SocketRegistry:
             send,
             required=required,
             key=key,
-            expires=credential_expiry(scope, self.cookie),
+            # the `exp` of the token that opened it (Identity read it): `inf` for anonymous
+            expires=user.expires if isinstance(user, PortalUser) else math.inf,
             max_message=self.settings.max_message,
         )
         self.sockets.add(socket)

@@ -16,7 +16,7 @@ import jose.backends
 from jose import JWTError, jwt
 from jose.backends.cryptography_backend import CryptographyECKey
 
-from .exceptions import TokenError
+from .exceptions import TokenError, UnknownKey
 from .keys import ALGORITHM, SigningKey
 
 _REQUIRED = ("exp", "iat", "iss", "aud", "sub", "sid")
@@ -80,7 +80,7 @@ class TokenCodec:
         if any(name in header for name in _FORBIDDEN_HEADERS):
             raise TokenError("token header points at another key")
         if header.get("kid") != self.key.kid:
-            raise TokenError("token signed by an unknown key")
+            raise UnknownKey("token signed by an unknown key")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
@@ -17,6 +18,7 @@ class PortalUser(BaseUser):
     name: str = ""
     sid: str = ""
     via: str = "session"  # "session" (cookie), "token" (portal API token), "provider" (OIDC bearer)
+    expires: float = math.inf  # `exp` of the credential: when an open WebSocket must close
 
     @property
     def is_authenticated(self) -> bool:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import event, text
@@ -58,14 +58,9 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A transaction: committed on success, rolled back on error; driver errors become
         DatabaseUnavailable (IntegrityError and friends pass through)."""
-        try:
+        with outages():
             async with asyncio.timeout(self.timeout), self.sessions() as session, session.begin():
                 yield session
-        except (DBAPIError, PoolTimeout, OSError) as exc:
-            outage = as_unavailable(exc)
-            if outage is None:
-                raise
-            raise outage from exc
 
     async def create_all(self) -> None:
         """The tables straight from the models, without migrations: what databases made before
@@ -88,17 +83,22 @@ class Database:
         await self.engine.dispose()
 
 
-def as_unavailable(exc: DBAPIError | PoolTimeout | OSError) -> DatabaseUnavailable | None:
-    """`DatabaseUnavailable` when the database did not answer; None when it answered "no" (a
-    duplicate key, a bad value: the caller's business, raised as it is)."""
-    if (
-        isinstance(exc, IntegrityError | DataError | ProgrammingError)
-        and not exc.connection_invalidated
-    ):
-        return None
-    if isinstance(exc, TimeoutError):
-        return DatabaseUnavailable("the database did not answer in time")
-    return DatabaseUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+@contextmanager
+def outages() -> Iterator[None]:
+    """Errors meaning the database did not answer become `DatabaseUnavailable`; those meaning it
+    answered "no" (a duplicate key, a bad value: the caller's business) pass as they are."""
+    try:
+        yield
+    except (DBAPIError, PoolTimeout, OSError) as exc:
+        if (
+            isinstance(exc, IntegrityError | DataError | ProgrammingError)
+            and not exc.connection_invalidated
+        ):
+            raise
+        if isinstance(exc, TimeoutError):
+            raise DatabaseUnavailable("the database did not answer in time") from exc
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatabaseUnavailable(problem) from exc
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -17,12 +17,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..exceptions import DatabaseUnavailable
 from . import throttle
-from .engine import Database, as_unavailable
+from .engine import Database, outages
 from .models import Base
 
 # Every table the migrations manage: models.py's, and those of modules that keep their own
@@ -50,7 +49,7 @@ def alembic_config(url: str | None = None) -> Config:
 
 async def upgrade(db: Database) -> str | None:
     """Upgrade to head and return the revision the database is now at."""
-    try:
+    with outages():
         async with db.engine.connect() as conn:
             await _lock(conn)
             try:
@@ -58,11 +57,6 @@ async def upgrade(db: Database) -> str | None:
                 await conn.commit()
             finally:
                 await _unlock(conn)
-    except (DBAPIError, PoolTimeout, OSError) as exc:
-        outage = as_unavailable(exc)
-        if outage is None:
-            raise
-        raise outage from exc
     return revision
 
 

@@ -88,6 +88,7 @@ class ProviderBearer:
             name=name if isinstance(name, str) else (state.name if state else ""),
             sid=str(claims.get("jti", "")),
             via="provider",
+            expires=float(claims["exp"]),
         )
 
     async def _username(self, subject: str) -> str | None:
