@@ -65,12 +65,19 @@ def _live_level(runtime: Runtime, path: str) -> Callable[[], str]:
 
 def routes(runtime: Runtime) -> list[BaseRoute]:
     title = runtime.settings.portal.title
-    table: list[BaseRoute] = [
+    pages: list[BaseRoute] = [
         *(OIDCPages(runtime, runtime.oidc) if runtime.oidc else AuthPages(runtime)).routes(),
         *SystemPages(runtime).routes(),
         _guarded_route("/", Catalogue(runtime).endpoint, runtime.levels.lowest, runtime),
         Mount("/static", StaticFiles(packages=[("portal_asgi", "static")]), name="static"),
     ]
+    # `/outer/inner` without its slash would match the Mount of `/outer`: every mount's bare
+    # path redirects to its slash form, ahead of all mounts, so the router never picks the outer.
+    redirects: list[BaseRoute] = [
+        Route(product.mount.path, _to_slash, methods=["GET", "HEAD"])
+        for product in runtime.products
+    ]
+    mounts: list[BaseRoute] = []
     for product in runtime.products:  # already longest path first
         path = product.mount.path
         required = _live_level(runtime, path)
@@ -82,17 +89,8 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             levels=runtime.levels,
             title=title,
         )
-        table.append(Mount(path, app=guard))
-    # `/outer/inner` without its slash would match the Mount of `/outer`: answer every mount's
-    # bare path with a redirect to its slash form first, so the router never picks the outer one.
-    redirects: list[BaseRoute] = [
-        Route(product.mount.path, _to_slash, methods=["GET", "HEAD"])
-        for product in runtime.products
-    ]
-    first_mount = next(
-        i for i, route in enumerate(table) if isinstance(route, Mount) and route.path != "/static"
-    )
-    return [*table[:first_mount], *redirects, *table[first_mount:]]
+        mounts.append(Mount(path, app=guard))
+    return [*pages, *redirects, *mounts]
 
 
 async def _to_slash(request: Request) -> Response:

@@ -98,6 +98,11 @@ async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]
         await db.close()
 
 
+def _codec(settings: Settings) -> TokenCodec:
+    """The portal's own token codec, with the key the running portal signs with."""
+    return TokenCodec(load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url)
+
+
 def _read_password(args: argparse.Namespace) -> str:
     if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
@@ -188,9 +193,7 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
         sid, user = await store.open_session(
             db, args.name, lifetime=ttl, kind="api", label=args.label
         )
-        codec = TokenCodec(
-            load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url
-        )
+        codec = _codec(settings)
         now = int(time.time())
         token = codec.sign(
             {
@@ -216,9 +219,7 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
-        codec = TokenCodec(
-            load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url
-        )
+        codec = _codec(settings)
         try:
             sid = codec.verify(args.token)["sid"]
         except PortalError:

@@ -9,7 +9,7 @@ import secrets
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from .cookies import read_cookie
+from .cookies import cookie_name, read_cookie, set_cookie
 
 CSRF_MAX_AGE = 12 * 3600
 
@@ -18,7 +18,7 @@ class CSRF:
     def __init__(self, secret: bytes, *, secure: bool) -> None:
         self.serializer = URLSafeTimedSerializer(secret, salt="portal-asgi csrf")
         self.secure = secure
-        self.cookie_name = "__Host-portal_csrf" if secure else "portal_csrf"
+        self.cookie_name = cookie_name("portal_csrf", secure=secure)
 
     def cookie_value(self, cookie_header: str) -> str | None:
         return read_cookie(cookie_header, self.cookie_name)
@@ -30,10 +30,7 @@ class CSRF:
         return self.serializer.dumps(value)
 
     def set_cookie(self, value: str) -> str:
-        parts = [f"{self.cookie_name}={value}", "Path=/", "HttpOnly", "SameSite=Lax"]
-        if self.secure:
-            parts.append("Secure")
-        return "; ".join(parts)
+        return set_cookie(self.cookie_name, value, secure=self.secure)
 
     def check(self, cookie_header: str, token: str | None) -> bool:
         value = self.cookie_value(cookie_header)

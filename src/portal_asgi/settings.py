@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,6 +145,11 @@ def parse_duration(value: object, *, file: str, key: str) -> float:
     return seconds
 
 
+def _keys(cls: type, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The keys a table may hold: the fields of the dataclass it is read into."""
+    return tuple(f.name for f in fields(cls) if f.name not in without)
+
+
 class _Reader:
     """Reads one TOML table, resolving `env:` values and refusing unknown keys."""
 
@@ -204,6 +209,27 @@ class _Reader:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise SettingsError(self.file, self.key(name), "expected a list of strings")
         return tuple(value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise SettingsError(self.file, self.key(name), f"expected true or false, got {value!r}")
+        return value
+
+    def count(self, name: str, default: int) -> int:
+        """A whole number above 0."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SettingsError(
+                self.file, self.key(name), f"expected a whole number above 0, got {value!r}"
+            )
+        return value
 
     def duration(self, name: str, default: float) -> float:
         value = self.raw(name)
@@ -265,8 +291,7 @@ def parse_settings(data: Mapping[str, Any], *, file: str, environ: Mapping[str, 
 
 
 def _parse_portal(file: str, table: object, environ: Mapping[str, str]) -> PortalSettings:
-    known = ("title", "base_url", "levels", "database_url", "key_file", "feed_interval", "app_dir")
-    reader = _Reader(file, "portal", table, known, environ)
+    reader = _Reader(file, "portal", table, _keys(PortalSettings), environ)
     defaults = PortalSettings()
     levels = reader.strings("levels", DEFAULT_LEVELS)
     if not levels:
@@ -298,8 +323,7 @@ def _parse_portal(file: str, table: object, environ: Mapping[str, str]) -> Porta
 
 
 def _parse_auth(file: str, table: object, environ: Mapping[str, str]) -> AuthSettings:
-    known = ("provider", "session_lifetime", "idle_timeout", "oidc")
-    reader = _Reader(file, "auth", table, known, environ)
+    reader = _Reader(file, "auth", table, _keys(AuthSettings), environ)
     defaults = AuthSettings()
     provider = reader.choice("provider", ("local", "oidc"), "local")
     oidc = None
@@ -320,24 +344,7 @@ def _parse_auth(file: str, table: object, environ: Mapping[str, str]) -> AuthSet
 
 
 def _parse_oidc(file: str, table: object, environ: Mapping[str, str]) -> OIDCSettings:
-    known = (
-        "issuer",
-        "client_id",
-        "client_secret",
-        "audience",
-        "scopes",
-        "level_claim",
-        "level_prefix",
-        "level_source",
-        "token_endpoint_auth_method",
-        "name",
-        "redirect_uri",
-        "post_logout_redirect_uri",
-        "username_claim",
-        "algorithms",
-        "timeout",
-    )
-    reader = _Reader(file, "auth.oidc", table, known, environ)
+    reader = _Reader(file, "auth.oidc", table, _keys(OIDCSettings), environ)
     defaults = OIDCSettings(issuer="", client_id="", client_secret=Secret(""))
     level_source = reader.choice("level_source", ("claims", "database"), "claims")
     method = reader.choice(
@@ -383,8 +390,7 @@ def _parse_mount(
     file: str, index: int, table: object, levels: tuple[str, ...], environ: Mapping[str, str]
 ) -> MountSettings:
     prefix = f"mount[{index}]"
-    known = ("path", "app", "websocket", "level", "title", "description", "csrf")
-    reader = _Reader(file, prefix, table, known, environ)
+    reader = _Reader(file, prefix, table, _keys(MountSettings, without=("index",)), environ)
     path = reader.string("path")
     # reserved first: '/.well-known' would otherwise be refused for its leading dot
     for reserved in RESERVED_PATHS:
@@ -422,47 +428,13 @@ def _parse_mount(
         websocket=reader.optional_string("websocket"),
         title=reader.string("title", path.rsplit("/", 1)[-1]),
         description=reader.string("description", ""),
-        csrf=_boolean(reader, "csrf", True),
+        csrf=reader.boolean("csrf", True),
         index=index,
     )
 
 
-def _boolean(reader: _Reader, name: str, default: bool) -> bool:
-    value = reader.raw(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise SettingsError(reader.file, reader.key(name), f"expected true or false, got {value!r}")
-    return value
-
-
-def _count(reader: _Reader, name: str, default: int) -> int:
-    value = reader.raw(name)
-    if value is None:
-        return default
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SettingsError(
-            reader.file, reader.key(name), f"expected a whole number above 0, got {value!r}"
-        )
-    return value
-
-
 def _parse_security(file: str, table: object, environ: Mapping[str, str]) -> SecuritySettings:
-    known = (
-        "max_retries",
-        "find_time",
-        "ban_time",
-        "trusted_proxies",
-        "product_headers",
-        "hsts_max_age",
-        "max_body_size",
-        "max_headers",
-        "max_header_size",
-        "audit_denials_per_minute",
-    )
-    reader = _Reader(file, "security", table, known, environ)
+    reader = _Reader(file, "security", table, _keys(SecuritySettings), environ)
     defaults = SecuritySettings()
     proxies = reader.strings("trusted_proxies", defaults.trusted_proxies)
     for proxy in proxies:
@@ -484,24 +456,23 @@ def _parse_security(file: str, table: object, environ: Mapping[str, str]) -> Sec
             )
         headers = tuple((k.lower(), v) for k, v in raw.items())
     return SecuritySettings(
-        max_retries=_count(reader, "max_retries", defaults.max_retries),
+        max_retries=reader.count("max_retries", defaults.max_retries),
         find_time=reader.duration("find_time", defaults.find_time),
         ban_time=reader.duration("ban_time", defaults.ban_time),
         trusted_proxies=proxies,
         product_headers=headers,
-        hsts_max_age=_count(reader, "hsts_max_age", defaults.hsts_max_age),
-        max_body_size=_count(reader, "max_body_size", defaults.max_body_size),
-        max_headers=_count(reader, "max_headers", defaults.max_headers),
-        max_header_size=_count(reader, "max_header_size", defaults.max_header_size),
-        audit_denials_per_minute=_count(
-            reader, "audit_denials_per_minute", defaults.audit_denials_per_minute
+        hsts_max_age=reader.count("hsts_max_age", defaults.hsts_max_age),
+        max_body_size=reader.count("max_body_size", defaults.max_body_size),
+        max_headers=reader.count("max_headers", defaults.max_headers),
+        max_header_size=reader.count("max_header_size", defaults.max_header_size),
+        audit_denials_per_minute=reader.count(
+            "audit_denials_per_minute", defaults.audit_denials_per_minute
         ),
     )
 
 
 def _parse_websocket(file: str, table: object, environ: Mapping[str, str]) -> WebSocketSettings:
-    known = ("origins", "max_per_user", "max_message", "idle_timeout")
-    reader = _Reader(file, "websocket", table, known, environ)
+    reader = _Reader(file, "websocket", table, _keys(WebSocketSettings), environ)
     defaults = WebSocketSettings()
     origins = reader.strings("origins", defaults.origins)
     for origin in origins:
@@ -513,7 +484,7 @@ def _parse_websocket(file: str, table: object, environ: Mapping[str, str]) -> We
             )
     return WebSocketSettings(
         origins=tuple(origin.lower() for origin in origins),
-        max_per_user=_count(reader, "max_per_user", defaults.max_per_user),
-        max_message=_count(reader, "max_message", defaults.max_message),
+        max_per_user=reader.count("max_per_user", defaults.max_per_user),
+        max_message=reader.count("max_message", defaults.max_message),
         idle_timeout=reader.duration("idle_timeout", defaults.idle_timeout),
     )

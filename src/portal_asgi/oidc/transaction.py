@@ -15,7 +15,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from ..cookies import read_cookie
+from ..cookies import cookie_name, read_cookie, set_cookie
 
 TRANSACTION_MAX_AGE = 600
 
@@ -32,7 +32,7 @@ class LoginTransaction:
 class SignedCookie:
     def __init__(self, secret: bytes, *, name: str, salt: str, secure: bool, max_age: int) -> None:
         self.serializer = URLSafeTimedSerializer(secret, salt=salt)
-        self.name = f"__Host-{name}" if secure else name
+        self.name = cookie_name(name, secure=secure)
         self.secure = secure
         self.max_age = max_age
 
@@ -53,10 +53,7 @@ class SignedCookie:
         return value if isinstance(value, dict) else None
 
     def _header(self, value: str, max_age: int) -> str:
-        parts = [f"{self.name}={value}", "Path=/", "HttpOnly", "SameSite=Lax", f"Max-Age={max_age}"]
-        if self.secure:
-            parts.append("Secure")
-        return "; ".join(parts)
+        return set_cookie(self.name, value, secure=self.secure, max_age=max_age)
 
 
 class TransactionCookie(SignedCookie):
