@@ -1,12 +1,17 @@
 """The two products of the HTTP benchmark served without the portal (`uvicorn bench.bare:flask`,
 `bench.bare:starlette`), so that the only difference left is the portal itself.
 
-The Flask product goes through the same a2wsgi bridge the portal puts it behind. The Starlette
+The Flask product goes through the same WSGI bridge the portal puts it behind (`flask`), or through
+plain a2wsgi (`flask_a2wsgi`), the bridge the portal used before, for bench/wsgi_bench.py. The Starlette
 product reads `request.user` and `request.auth`, which the portal's Identity middleware sets; bare,
 it gets a fixed user instead (no cookie, no token, no directory), or it would answer 500.
 """
 
 from __future__ import annotations
+
+from typing import Any, cast
+
+from a2wsgi import WSGIMiddleware
 
 from portal_asgi.products import as_asgi
 from portal_asgi.types import ASGIApp, Receive, Scope, Send
@@ -33,4 +38,5 @@ class FixedUser:
 
 
 flask, _ = as_asgi(test)
+flask_a2wsgi = cast(ASGIApp, WSGIMiddleware(cast(Any, test)))
 starlette = FixedUser(dashboard)

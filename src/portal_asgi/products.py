@@ -1,5 +1,6 @@
-"""Products: import strings to ASGI apps. Flask and other WSGI apps go through a2wsgi, ASGI apps
-are mounted as they are, and a mixed mount sends HTTP to one app and WebSockets to another."""
+"""Products: import strings to ASGI apps. Flask and other WSGI apps go through the WSGI bridge
+(`bridge.py`, built on a2wsgi), ASGI apps are mounted as they are, and a mixed mount sends HTTP to
+one app and WebSockets to another."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from a2wsgi import WSGIMiddleware
-
+from .bridge import WSGIBridge
 from .exceptions import SettingsError
 from .settings import MountSettings, Settings
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -45,12 +45,23 @@ def is_wsgi(app: object) -> bool:
     return not (call is not None and inspect.iscoroutinefunction(call))
 
 
-def as_asgi(app: object) -> tuple[ASGIApp, bool]:
-    """The app as ASGI, and whether it is native ASGI (whose lifespan the portal must run)."""
+# The bridge's limits when no mount gives them: the defaults of settings.py, in one place.
+_DEFAULT_MOUNT = MountSettings(path="/", app="", level="public")
+
+
+def as_asgi(app: object, mount: MountSettings = _DEFAULT_MOUNT) -> tuple[ASGIApp, bool]:
+    """The app as ASGI, and whether it is native ASGI (whose lifespan the portal must run).
+    A WSGI app goes through the bridge with the mount's thread count and body limits."""
     if not callable(app):
         raise TypeError("is not callable")
     if is_wsgi(app):
-        return cast(ASGIApp, WSGIMiddleware(app)), False
+        bridge = WSGIBridge(
+            cast(Any, app),
+            threads=mount.threads,
+            max_body_size=mount.max_body_size,
+            body_timeout=mount.body_timeout,
+        )
+        return cast(ASGIApp, bridge), False
     return cast(ASGIApp, app), True
 
 
@@ -80,14 +91,14 @@ def load_product(mount: MountSettings, file: str) -> Product:
             continue
         try:
             obj = import_object(reference)
-            app, native = as_asgi(obj)
+            app, native = as_asgi(obj, mount)
         except Exception as exc:
             problem = f"{reference!r} does not import: {type(exc).__name__}: {exc}"
             raise SettingsError(file, f"{mount.key}.{key}", problem) from exc
         if key == "websocket" and not native:
             raise SettingsError(file, f"{mount.key}.websocket", f"{reference!r} is not an ASGI app")
         apps.append(app)
-        if native:
+        if native or isinstance(app, WSGIBridge):  # the bridge's lifespan stops its threads
             lifespans.append(app)
     app = apps[0] if len(apps) == 1 else MixedApp(apps[0], apps[1])
     return Product(mount, app, tuple(lifespans))
