@@ -1,7 +1,9 @@
 """Security headers. The portal's own pages get a strict set (CSP without inline script or
 style, no framing, nosniff, a Referrer-Policy, no-store on the auth pages); products keep their
 own headers and only receive the `[security] product_headers` defaults they did not set. HSTS goes
-on every response when the portal is served over https."""
+on every response when the portal is served over https. Any response that sets a cookie (a login,
+a session refreshed by identity.py on a product's page) says `Cache-Control: private, no-store`,
+whatever the product said: a shared cache must never hand one person's cookie to another."""
 
 from __future__ import annotations
 
@@ -62,11 +64,16 @@ class SecurityHeaders:
     def headers_for(self, scope: Scope, headers: Headers) -> Headers:
         # read at response time: the level guard has marked the scope when a product answers
         product = self.is_product(scope)
-        if not product and str(scope.get("path", "")).startswith("/auth/"):
-            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
-            headers.append((b"cache-control", b"no-store"))
+        if any(k.lower() == b"set-cookie" for k, _ in headers):
+            headers = _replace(headers, b"cache-control", b"private, no-store")
+        elif not product and str(scope.get("path", "")).startswith("/auth/"):
+            headers = _replace(headers, b"cache-control", b"no-store")
         present = {k.lower() for k, _ in headers}
         for name, value in [*(self.product if product else self.portal), *self.always]:
             if name not in present:
                 headers.append((name, value))
         return headers
+
+
+def _replace(headers: Headers, name: bytes, value: bytes) -> Headers:
+    return [*((k, v) for k, v in headers if k.lower() != name), (name, value)]

@@ -30,6 +30,9 @@ const ACCOUNTS = {
   'userinfo-groups': { access: [], id: {}, userinfo: { groups: ['portal-devel'] } },
   // Two users whose preferred_username collides with a local account ("admin").
   'impostor': { access: [], id: { groups: ['portal-admin'] }, username: 'admin' },
+  // For allowed_email_domains: an address the provider has not verified, and one elsewhere.
+  'unverified-email': { access: [], id: { email_verified: false } },
+  'elsewhere': { access: [], id: { email: 'someone@elsewhere.example' } },
 };
 
 function profile(id) {

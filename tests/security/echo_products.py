@@ -29,6 +29,14 @@ def echo(rest: str = "") -> Response:
     return response
 
 
+@wsgi.get("/cacheable")
+def cacheable() -> Response:
+    """A page a product lets shared caches keep: the portal must not put a cookie on it."""
+    response = jsonify({"cacheable": True})
+    response.headers["Cache-Control"] = "public, max-age=600"
+    return response
+
+
 async def echo_asgi(request: Request) -> JSONResponse:
     return JSONResponse(
         {

@@ -1,4 +1,4 @@
-"""Single sign-on through any OpenID Connect provider (DESIGN.md section 4, docs/oidc.md).
+"""Single sign-on through any OpenID Connect provider (docs/oidc.md).
 
 discovery.py    the provider's discovery document, cached
 keys.py         the provider's signing keys (JWKS), cached by `kid`, refetched at most once a minute
