@@ -14,8 +14,9 @@ import httpx2
 import pytest
 from sqlalchemy import select
 
-from portal_asgi.db.models import AuditEvent
-from portal_asgi.db.throttle import LoginBan
+from portal_asgi.db import throttle
+from portal_asgi.db.engine import Database
+from portal_asgi.db.models import AuditEvent, utcnow
 
 from ..cli_runner import run_cli
 from ..servers import RunningPortal, password_for
@@ -65,9 +66,10 @@ def attempt(
 
 
 def bans(portal: RunningPortal) -> list[tuple[str, str]]:
-    async def work(db: object) -> list[tuple[str, str]]:
-        async with db.session() as session:  # type: ignore[attr-defined]
-            return [(b.kind, b.key) for b in await session.scalars(select(LoginBan))]
+    """The bans in force (a `login_bans` row is also its key's lock, banned or not)."""
+
+    async def work(db: Database) -> list[tuple[str, str]]:
+        return [(b.kind, b.key) for b in await throttle.list_bans(db, utcnow())]
 
     return portal.run_db(work)  # type: ignore[no-any-return]
 
