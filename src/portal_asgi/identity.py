@@ -21,6 +21,12 @@ from .user import AuthCredentials, PortalUser, UnauthenticatedUser
 
 logger = logging.getLogger("portal_asgi.identity")
 
+# Where each kind of portal token may come from (RFC 8725 section 3.11, explicit typing): a
+# session token only from the cookie, an API token only from `Authorization: Bearer`. A session
+# JWT read from a page (or a log) does not become a Bearer token, and an API token is not a
+# session (it has no idle timeout and no CSRF protection).
+TOKEN_TYPES = {"session": "session", "token": "api"}
+
 # A further way to accept a Bearer token (an OIDC provider's access tokens): returns the user,
 # or None when the token is not one it knows.
 BearerAuthenticator = Callable[[str], Awaitable[PortalUser | None]]
@@ -63,7 +69,13 @@ class Identity:
             scope["auth"] = AuthCredentials()
         scope["user"] = user
         scope["headers"] = headers
-        if claims is not None and scope["type"] == "http" and self._needs_refresh(claims):
+        if (
+            claims is not None
+            and scope["type"] == "http"
+            # static files are cacheable and the same for everyone: never a cookie on them
+            and not str(scope.get("path", "")).startswith("/static/")
+            and self._needs_refresh(claims)
+        ):
             send = self._refreshing_send(send, claims, user)
         await self.app(scope, receive, send)
 
@@ -108,8 +120,9 @@ class Identity:
             if via == "session" or token.count(".") == 2:
                 logger.info("token refused: %s (path %s)", exc, scope.get("path"))
             return None
-        if via == "session" and claims.get("typ") != "session":
-            logger.info("token refused: a %s token in the session cookie", claims.get("typ"))
+        if claims.get("typ") != TOKEN_TYPES[via]:
+            where = "the session cookie" if via == "session" else "an Authorization header"
+            logger.info("token refused: a %r token in %s", claims.get("typ"), where)
             return None
         if via == "session" and not float(claims.get("sxp", claims["exp"])) > time.time():
             # the absolute lifetime, whatever `exp` says: no refresh may carry a session past it
@@ -117,11 +130,13 @@ class Identity:
             return None
         if self.directory.is_revoked(claims["sid"]):
             return None
-        state = self.directory.user(str(claims["sub"]))
+        # by name and id: a token of a deleted user does not fit whoever has their name now
+        state = self.directory.holder(str(claims["sub"]), claims["uid"])
         if state is None or not state.active:
             return None
         user = PortalUser(
             username=str(claims["sub"]),
+            uid=state.uid,
             level=state.level,
             email=state.email,
             name=state.name,

@@ -229,7 +229,9 @@ class SocketRegistry:
         required = socket.required()
         if not isinstance(user, PortalUser):
             return None if self.levels.allows(None, required) else SESSION_ENDED
-        state = self.directory.user(user.username)
+        # by name and id, as Identity judges a request: a deleted user's socket does not live
+        # on as whoever takes the name next
+        state = self.directory.holder(user.username, user.uid)
         if state is not None and not state.active:
             # checked before revocation (disabling also revokes): signing in again cannot help
             return FORBIDDEN

@@ -1,7 +1,8 @@
 """The portal's own JWTs (sessions and API tokens), behind one small strict wrapper of python-jose.
 
 Rules (RFC 8725): the algorithm is always ours (ES256), never read from the token; `exp`, `iat`,
-`iss`, `aud`, `sub` and `sid` are required; headers that point at other keys (`jku`, `x5u`, `jwk`,
+`iss`, `aud`, `sub`, `uid` (the user's never-reused id) and `sid` are required, so a token
+minted before `uid` existed is refused like any other invalid token; headers that point at other keys (`jku`, `x5u`, `jwk`,
 `x5c`) are refused; `kid` must name our key. Verified tokens are cached until they expire, so a
 request does not pay again for a signature it already checked.
 """
@@ -19,7 +20,7 @@ from jose.backends.cryptography_backend import CryptographyECKey
 from .exceptions import TokenError, UnknownKey
 from .keys import ALGORITHM, SigningKey
 
-_REQUIRED = ("exp", "iat", "iss", "aud", "sub", "sid")
+_REQUIRED = ("exp", "iat", "iss", "aud", "sub", "uid", "sid")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 _OPTIONS = {f"require_{name}": True for name in ("exp", "iat", "iss", "aud", "sub")}
 
@@ -95,6 +96,8 @@ class TokenCodec:
         for name in _REQUIRED:
             if name not in claims:
                 raise TokenError(f"token lacks {name}")
-        if not isinstance(claims["exp"], int | float) or not isinstance(claims["sid"], str):
+        if not isinstance(claims["exp"], int | float) or not all(
+            isinstance(claims[name], str) for name in ("sid", "uid")
+        ):
             raise TokenError("token claims have the wrong types")
         return claims

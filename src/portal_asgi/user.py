@@ -17,6 +17,7 @@ class PortalUser(BaseUser):
     email: str = ""
     name: str = ""
     sid: str = ""
+    uid: str = ""  # the user's never-reused id (users.uid); "" for a provider's machine client
     via: str = "session"  # "session" (cookie), "token" (portal API token), "provider" (OIDC bearer)
     expires: float = math.inf  # `exp` of the credential: when an open WebSocket must close
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def new_uid() -> str:
+    """A user's public id: random, so never handed out twice, whatever the database does with
+    deleted rows' integer ids (SQLite reuses the highest one) or a restore from backup."""
+    return secrets.token_urlsafe(16)
 
 
 class Base(DeclarativeBase):
@@ -29,11 +36,22 @@ class Base(DeclarativeBase):
 MARIADB_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
+# AUTOINCREMENT on SQLite: a change id is never reused, even after the newest rows were deleted
+# (MariaDB never reuses one anyway); a reused id would sit below what workers have read.
+CHANGES_TABLE = {**MARIADB_TABLE, "sqlite_autoincrement": True}
+
+
 class User(Base):
     __tablename__ = "users"
     __table_args__ = MARIADB_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # What tokens name the user by (claim `uid`): a new user with a deleted user's name gets a
+    # new uid, so the old user's tokens do not fit them. The empty server default only exists
+    # because SQLite cannot add a NOT NULL column without one (r0003).
+    uid: Mapped[str] = mapped_column(
+        String(32), default=new_uid, server_default=text("''"), unique=True, index=True
+    )
     username: Mapped[str] = mapped_column(String(150), unique=True)
     email: Mapped[str] = mapped_column(String(254), default="")
     name: Mapped[str] = mapped_column(String(200), default="")
@@ -66,7 +84,7 @@ class Change(Base):
     """The change feed every worker polls: what changed, never why."""
 
     __tablename__ = "changes"
-    __table_args__ = MARIADB_TABLE
+    __table_args__ = CHANGES_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))  # "user", "session", "mount"
