@@ -7,21 +7,27 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 OIDC_PROVIDER := tests/oidc/node_modules/.installed
 
-.PHONY: run test lint format bench bench-http clean setup browser
+.PHONY: run test lint format bench bench-http bench-wsgi wrk clean setup browser nginx
 
 setup: $(STAMP)
 
+# pip runs --quiet, so each step says what it does first: the first install takes a minute or two.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "setup: creating the virtualenv $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "setup: upgrading pip"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "setup: installing portal-asgi and its dependencies into $(VENV) (a minute or two the first time)"
+	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+	@echo "setup: done"
 
+# --no-proxy-headers: the portal alone decides whom to believe about client addresses
+# ([security] trusted_proxies); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
 run: $(STAMP)
 	$(BIN)/portal-asgi db upgrade
-	$(BIN)/uvicorn portal_asgi:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn portal_asgi:app --host $(HOST) --port $(PORT) --no-proxy-headers
 
-test: $(STAMP) browser $(OIDC_PROVIDER)
+test: $(STAMP) browser nginx $(OIDC_PROVIDER)
 	$(BIN)/python -m pytest
 
 # The real OpenID provider the OIDC tests start (panva's oidc-provider, tests/oidc/), from npm.
@@ -34,10 +40,26 @@ browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 
+# nginx in front of real portals for the deployment recipes (tests/test_deploy.py), from Debian.
+nginx:
+	command -v nginx >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx)
+
+# wrk, the load generator of the WSGI bridge benchmark, from Debian's packages.
+wrk:
+	command -v wrk >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
+
 # WebSocket capacity and echo round trip, portal against the bare app (docs/websockets.md);
-# runs bench-http first.
-bench: $(STAMP) bench-http
+# runs bench-http and bench-wsgi first.
+bench: $(STAMP) bench-http bench-wsgi
 	$(BIN)/python bench/ws_bench.py
+
+# The WSGI bridge against plain a2wsgi and through the portal, with wrk; results in
+# bench/results/ (docs/performance.md).
+bench-wsgi: $(STAMP) wrk
+	$(BIN)/python bench/bridge_inprocess.py
+	$(BIN)/python bench/wsgi_bench.py
 
 # What the portal costs an HTTP request, against the bare products (docs/performance.md).
 bench-http: $(STAMP)

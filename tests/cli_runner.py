@@ -17,8 +17,10 @@ def run_cli(
     stdin: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`portal-asgi [--settings FILE] ARGS...`, stdin from `stdin` (or /dev/null), text output."""
+    """`portal-asgi [--settings FILE] ARGS...`, stdin from `stdin` (or /dev/null), text output,
+    run in `cwd` (default: the test's own working directory)."""
     command = [str(PORTAL_ASGI)]
     if settings_file is not None:
         command += ["--settings", str(settings_file)]
@@ -32,6 +34,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         env=environment,
+        cwd=cwd,
         check=False,
     )
 

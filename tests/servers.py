@@ -56,7 +56,10 @@ def settings_text(
     extra_portal: str = "",
     auth: str = "",
     port: int = 8000,
+    auto_migrate: bool = True,
 ) -> str:
+    """A settings file for a test portal. `auto_migrate` is on for every database (the default
+    is on for SQLite only), so that a test portal on MariaDB creates its own tables."""
     database_url = database_url or f"sqlite+aiosqlite:///{tmp / 'portal.db'}"
     if mounts is None:
         mounts = default_mounts()
@@ -68,6 +71,7 @@ database_url = "{database_url}"
 key_file = "{tmp / "key.pem"}"
 feed_interval = "0.2s"
 app_dir = "{ROOT}"
+auto_migrate = {str(auto_migrate).lower()}
 {extra_portal}
 
 [auth]
@@ -182,7 +186,7 @@ def serve(
     env: Mapping[str, str] | None = None,
     ws: str = "auto",
     http: str = "auto",
-    proxy_headers: bool = True,
+    proxy_headers: bool = False,
     **settings: Any,
 ) -> Iterator[RunningPortal]:
     port = free_port()
@@ -200,7 +204,8 @@ def serve(
         ws=ws,
         http=http,
         lifespan="on",
-        # False: run as docs/security.md says, the portal alone reading forwarding headers
+        # False, as `make run` and docs/security.md require: the portal alone reads forwarding
+        # headers ([security] trusted_proxies); uvicorn's default would believe 127.0.0.1
         proxy_headers=proxy_headers,
     )
     server = uvicorn.Server(config)

@@ -1,6 +1,6 @@
 """The access matrix against a real portal over real HTTP: every level of user against every level
 of mount, browser and API style, cookie and Bearer; logout, disabled users, level changes, and
-every kind of bad token (DESIGN.md sections 2 to 6)."""
+every kind of bad token (the levels, answers and URLs of docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -558,6 +558,7 @@ def _claims(portal: RunningPortal, username: str, **changes: Any) -> dict[str, A
     claims: dict[str, Any] = {
         "typ": "api",
         "sub": user.username,
+        "uid": user.uid,
         "sid": sid,
         "lvl": user.level,
         "scope": " ".join(Levels(LEVELS).scopes(user.level)),
@@ -725,12 +726,13 @@ def test_another_authorization_scheme_leaves_the_cookie_in_charge(
 def test_cookie_near_its_idle_timeout_is_reissued_with_the_current_level(
     portal: RunningPortal,
 ) -> None:
-    sid, _ = portal.run_db(lambda db: store.open_session(db, "user-ea", lifetime=3600))
+    sid, user = portal.run_db(lambda db: store.open_session(db, "user-ea", lifetime=3600))
     now = int(time.time())
     stale = _runtime_codec(portal).sign(
         {
             "typ": "session",
             "sub": "user-ea",
+            "uid": user.uid,
             "sid": sid,
             "lvl": "stable",  # what the user held when this session began
             "scope": "access:stable",
@@ -761,6 +763,7 @@ def test_cookie_near_its_idle_timeout_is_reissued_with_the_current_level(
                 {
                     "typ": "session",
                     "sub": "user-ea",
+                    "uid": user.uid,
                     "sid": sid,
                     "iat": now,
                     "exp": now + 1800,

@@ -1,5 +1,6 @@
-"""A database that goes down: DESIGN.md section 6, "503 page on login; valid sessions keep
-working", and /healthz answers 503. The portal talks to MariaDB through a loopback TCP proxy that
+"""A database that goes down: the login page answers 503, valid sessions keep working, /healthz
+stays 200 (liveness) and says the database is down, /readyz answers 503 until it is back. The
+portal talks to MariaDB through a loopback TCP proxy that
 the test cuts (every connection dropped, the port refusing) and restores."""
 
 from __future__ import annotations
@@ -148,8 +149,16 @@ def _assert_no_leak(response: httpx2.Response) -> None:
 
 
 def _healthy(running: RunningPortal) -> bool:
+    """The database answers, as /healthz (always 200 while the process serves) reports it."""
     with running.client() as client:
-        return client.get("/healthz").status_code == 200
+        health = client.get("/healthz")
+        assert health.status_code == 200
+        return bool(health.json()["database"] == "ok")
+
+
+def _ready(running: RunningPortal) -> bool:
+    with running.client() as client:
+        return client.get("/readyz").status_code == 200
 
 
 def test_login_answers_503_with_a_plain_page_while_the_database_is_down(
@@ -167,15 +176,30 @@ def test_login_answers_503_with_a_plain_page_while_the_database_is_down(
         _assert_no_leak(answer)
 
 
-def test_healthz_reports_the_database(portal: RunningPortal, link: CuttableLink) -> None:
+def test_healthz_stays_200_and_readyz_turns_503_while_the_database_is_down(
+    portal: RunningPortal, link: CuttableLink
+) -> None:
+    """Liveness is not readiness: an orchestrator must not restart a portal that keeps serving
+    signed-in users from memory, but should stop sending it new ones."""
     with portal.client() as client:
         assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+        portal.wait_until(lambda: _ready(portal))
         link.cut()
         down = client.get("/healthz")
-        assert down.status_code == 503
-        assert down.json()["database"] == "unavailable"
-        assert down.json()["status"] != "ok"
+        assert down.status_code == 200
+        assert down.json() == {"status": "ok", "database": "down"}
         _assert_no_leak(down)
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        body = not_ready.json()
+        assert body["ready"] is False and body["database"] == "down"
+        assert "database: not answering" in body["reasons"]
+        _assert_no_leak(not_ready)
+
+        link.restore()
+        portal.wait_until(lambda: _healthy(portal) and _ready(portal), timeout=15)
+        assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+        assert client.get("/readyz").json()["ready"] is True
 
 
 def test_a_signed_in_session_keeps_working_from_memory(
@@ -247,7 +271,7 @@ def test_a_portal_that_starts_without_its_database_serves_once_it_is_back(
     link.cut()
     with serve(tmp_path, database_url=_through(database, link)) as running:
         with running.client() as client:
-            assert client.get("/healthz").status_code == 503
+            assert client.get("/healthz").json() == {"status": "ok", "database": "down"}
             assert client.get("/readyz").status_code == 503
             answer = running.login(client, "admin", "whatever-password")
             assert answer.status_code == 503
@@ -278,7 +302,7 @@ def test_a_database_that_stops_answering_gives_503_not_a_hang(
         answer = portal.login(client, "bob")
         assert answer.status_code == 503
         _assert_no_leak(answer)
-        assert client.get("/healthz").status_code == 503
+        assert not _healthy(portal)
         assert alice.get("/ea/whoami", headers=JSON).json()["user"] == "alice"
 
         link.cut()

@@ -116,7 +116,7 @@ async def test_downgrade_to_base_and_back(database_url: str) -> None:
 
 
 def test_cli_db_upgrade(database_url: str, tmp_path: Path) -> None:
-    """DESIGN.md section 9: `portal-asgi db upgrade` creates the tables; no alembic.ini needed."""
+    """`portal-asgi db upgrade` creates the tables; no alembic.ini needed."""
     settings = tmp_path / "settings.toml"
     settings.write_text(settings_text(tmp_path, database_url=database_url))
 

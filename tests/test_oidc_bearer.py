@@ -228,7 +228,7 @@ def test_users_access_token_is_named_as_the_portal_knows_them(
 def test_provider_access_token_opens_websockets_up_to_its_level(
     oidc_provider: Provider, tmp_path: Path
 ) -> None:
-    # DESIGN.md section 4: provider Bearer tokens on every mount, WebSocket handshakes included.
+    # Provider Bearer tokens on every mount, WebSocket handshakes included.
     mounts = '[[mount]]\npath = "/echo"\napp = "products.echo.app:app"\nlevel = "ea"\n'
     with serve(tmp_path, auth=oidc_settings(oidc_provider), mounts=mounts) as running:
         url = running.ws_url + "/echo/ws"

@@ -118,7 +118,7 @@ def test_usernames_come_from_the_configured_claim_then_email_then_subject() -> N
 def test_level_from_userinfo_when_the_id_token_lacks_the_claim(
     oidc_provider: Provider, tmp_path: Path
 ) -> None:
-    # DESIGN.md section 4: levels from the ID token's claims, and userinfo where it lacks them.
+    # Levels from the ID token's claims, and userinfo where it lacks them (docs/oidc.md).
     with oidc_portal(
         tmp_path,
         oidc_provider,

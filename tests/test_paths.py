@@ -2,7 +2,7 @@
 client would normalise some of them), and unit tests of `portal_asgi.paths.is_ambiguous`.
 
 Whatever the trick, a user below `devel` never sees the devel product: ambiguous paths answer 400
-before routing (DESIGN.md section 3), other spellings 404, or a redirect to the canonical path."""
+before routing (docs/architecture.md), other spellings 404, or a redirect to the canonical path."""
 
 from __future__ import annotations
 

@@ -384,7 +384,8 @@ def test_env_substitution(tmp_path: Path) -> None:
         environ={"PORTAL_TITLE": "From env", "DB": "sqlite+aiosqlite:///x.db", "X_LEVEL": "ea"},
     )
     assert settings.portal.title == "From env"
-    assert settings.portal.database_url == "sqlite+aiosqlite:///x.db"
+    # a relative SQLite path, from the environment too, is beside the settings file
+    assert settings.portal.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve() / 'x.db'}"
     assert "x.db" not in repr(settings.portal.database_url)  # secrets do not show in reprs
     assert settings.mounts[-1].level == "ea"
 
@@ -424,3 +425,20 @@ def test_parse_duration_error_names_file_and_key() -> None:
     with pytest.raises(SettingsError) as caught:
         parse_duration("soon", file="here.toml", key="auth.idle_timeout")
     assert str(caught.value).startswith("here.toml: auth.idle_timeout: ")
+
+
+@pytest.mark.parametrize(
+    ("lines", "auto_migrate"),
+    [
+        ("", True),  # the default SQLite file
+        ('database_url = "sqlite+aiosqlite:///var/portal.db"', True),
+        ('database_url = "mysql+asyncmy://portal@db.example.org/portal"', False),
+        ('database_url = "mysql+asyncmy://portal@db/portal"\nauto_migrate = true', True),
+        ("auto_migrate = false", False),
+    ],
+)
+def test_auto_migrate_is_on_for_sqlite_only_unless_set(
+    tmp_path: Path, lines: str, auto_migrate: bool
+) -> None:
+    file = write(tmp_path, f"[portal]\n{lines}\n")
+    assert load_settings(file, environ={}).portal.auto_migrate is auto_migrate

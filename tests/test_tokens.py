@@ -37,6 +37,7 @@ def claims(**changes: Any) -> dict[str, Any]:
     made: dict[str, Any] = {
         "typ": "session",
         "sub": "alice",
+        "uid": "uid-alice",
         "sid": "sid-123",
         "lvl": "ea",
         "scope": "access:stable access:ea",
@@ -112,7 +113,7 @@ def test_jwks_holds_the_public_key_only(key: SigningKey) -> None:
     assert "d" not in jwk
 
 
-@pytest.mark.parametrize("missing", ["sub", "sid", "exp", "iat"])
+@pytest.mark.parametrize("missing", ["sub", "uid", "sid", "exp", "iat"])
 def test_sign_refuses_incomplete_claims(codec: TokenCodec, missing: str) -> None:
     with pytest.raises(ValueError, match=missing):
         codec.sign(claims(**{missing: None}))
@@ -184,7 +185,7 @@ def test_wrong_audience(codec: TokenCodec) -> None:
     refused(codec, codec.sign(claims(aud=["https://other.example"])))
 
 
-@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub", "sid"])
+@pytest.mark.parametrize("missing", ["exp", "iat", "iss", "aud", "sub", "uid", "sid"])
 def test_missing_required_claim(codec: TokenCodec, key: SigningKey, missing: str) -> None:
     body = {"iss": ISSUER, "aud": ISSUER, **claims()}
     del body[missing]
@@ -192,7 +193,9 @@ def test_missing_required_claim(codec: TokenCodec, key: SigningKey, missing: str
     refused(codec, token)
 
 
-@pytest.mark.parametrize("change", [{"sid": 123}, {"exp": "tomorrow"}, {"sub": 5}])
+@pytest.mark.parametrize(
+    "change", [{"sid": 123}, {"exp": "tomorrow"}, {"sub": 5}, {"uid": 7}, {"uid": ["u"]}]
+)
 def test_claims_of_the_wrong_type(
     codec: TokenCodec, key: SigningKey, change: dict[str, Any]
 ) -> None:

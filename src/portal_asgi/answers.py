@@ -1,7 +1,7 @@
-"""The portal's refusals, one place for DESIGN.md section 6: 303 to login for browsers, 401 JSON
-with `WWW-Authenticate` for everything else, 403 by Accept, 400 for malformed paths. WebSocket
-handshakes are refused with the same status through `websocket.http.response` when the server
-offers it, else closed before accept."""
+"""The portal's refusals, in one place (the answers table of docs/architecture.md): 303 to login
+for browsers, 401 JSON with `WWW-Authenticate` for everything else, 403 by Accept, 400 for
+malformed paths. WebSocket handshakes are refused with the same status through
+`websocket.http.response` when the server offers it, else closed before accept."""
 
 from __future__ import annotations
 

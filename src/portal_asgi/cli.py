@@ -1,4 +1,9 @@
-"""`portal-asgi`: a thin command line over the same functions the web pages call."""
+"""`portal-asgi`: a thin command line over the same functions the web pages call.
+
+Only `db upgrade` changes the schema; every other command refuses a database whose schema is
+missing or behind. Heavy modules (SQLAlchemy, Alembic, the products) are imported inside the
+commands that need them, so that the command line starts quickly.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,16 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
-from . import audit
-from .db import migrate, store, throttle
-from .db.engine import Database
-from .db.models import AuditEvent, utcnow
-from .exceptions import PortalError, UserError
-from .keys import load_or_create_key
+from .exceptions import PortalError, SchemaOutOfDate, UserError
 from .levels import Levels
-from .products import load_products
 from .settings import Settings, load_settings, parse_duration
-from .tokens import TokenCodec
+
+if TYPE_CHECKING:
+    from .db.engine import Database
+    from .db.models import AuditEvent
+    from .tokens import TokenCodec
 
 Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
@@ -38,6 +40,8 @@ def _check_level(settings: Settings, level: str) -> str:
 
 def access_table(settings: Settings) -> list[tuple[str, str, str]]:
     """(path, level, who may reach it), longest path first as the router sees them."""
+    from .products import load_products
+
     levels = _levels(settings)
     rows = []
     for product in load_products(settings):
@@ -70,6 +74,8 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
+    from .products import load_products
+
     portal = [
         ("/auth/login", "public", "portal: sign in"),
         ("/auth/logout", "public", "portal: sign out (POST)"),
@@ -90,9 +96,17 @@ async def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
-    db = Database(settings.portal.database_url)
+    """Run `work` on the portal's database, which must hold the newest schema (SchemaOutOfDate
+    names `portal-asgi db upgrade` otherwise); a missing SQLite file is not created either."""
+    from .db import migrate
+    from .db.engine import Database
+
+    url = settings.portal.database_url
+    if (missing := migrate.missing_file(url)) is not None:
+        raise SchemaOutOfDate(f"no database at {missing}: {migrate.UPGRADE}")
+    db = Database(url)
     try:
-        await migrate.upgrade(db)
+        await migrate.check(db)
         return await work(db)
     finally:
         await db.close()
@@ -100,6 +114,9 @@ async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]
 
 def _codec(settings: Settings) -> TokenCodec:
     """The portal's own token codec, with the key the running portal signs with."""
+    from .keys import load_or_create_key
+    from .tokens import TokenCodec
+
     return TokenCodec(load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url)
 
 
@@ -116,6 +133,9 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit
+    from .db import store
+
     level = _check_level(settings, args.level)
     password = _read_password(args)
 
@@ -136,6 +156,9 @@ async def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_users_set_level(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit
+    from .db import store
+
     level = _check_level(settings, args.level)
 
     async def work(db: Database) -> int:
@@ -148,6 +171,9 @@ async def cmd_users_set_level(args: argparse.Namespace, settings: Settings) -> i
 
 
 async def _set_active(args: argparse.Namespace, settings: Settings, active: bool) -> int:
+    from . import audit
+    from .db import store
+
     async def work(db: Database) -> int:
         await store.set_active(db, args.name, active)
         event = "user.enable" if active else "user.disable"
@@ -167,7 +193,35 @@ async def cmd_users_enable(args: argparse.Namespace, settings: Settings) -> int:
     return await _set_active(args, settings, True)
 
 
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; False unless the answer is yes."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+async def cmd_users_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit
+    from .db import store
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError("deleting a user needs --yes when stdin is not a terminal")
+        if not _confirm(f"Delete user {args.name!r} and end all their sessions and tokens?"):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+
+    async def work(db: Database) -> int:
+        await store.delete_user(db, args.name)
+        await audit.record(db, "user.delete", username=args.name, by="cli")
+        print(f"deleted {args.name}; their sessions and tokens are revoked")
+        return 0
+
+    return await _with_db(settings, work)
+
+
 async def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
+    from .db import store
+
     async def work(db: Database) -> int:
         rows = [
             (
@@ -187,18 +241,24 @@ async def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit
+    from .db import store
+
     ttl = parse_duration(args.ttl, file="--ttl", key="ttl")
 
     async def work(db: Database) -> int:
+        # the clock read before the row is written: `exp` never passes the row's `expires_at`,
+        # which is what decides when the token's revocation may be forgotten
+        now = int(time.time())
         sid, user = await store.open_session(
             db, args.name, lifetime=ttl, kind="api", label=args.label
         )
         codec = _codec(settings)
-        now = int(time.time())
         token = codec.sign(
             {
                 "typ": "api",
                 "sub": user.username,
+                "uid": user.uid,
                 "sid": sid,
                 "lvl": user.level,
                 "scope": " ".join(_levels(settings).scopes(user.level)),
@@ -218,6 +278,9 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit
+    from .db import store
+
     async def work(db: Database) -> int:
         codec = _codec(settings)
         try:
@@ -234,16 +297,33 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(db: Database) -> int:
-        revision = await migrate.upgrade(db)  # already at head: tells which revision that is
+    """The one command that changes the schema: says each step before it runs."""
+    from .db import migrate
+    from .db.engine import Database
+
+    db = Database(settings.portal.database_url)
+    steps: list[str] = []
+
+    def progress(line: str) -> None:
+        steps.append(line)
+        print(f"  {line}", flush=True)
+
+    try:
         url = db.engine.url.render_as_string(hide_password=True)
+        print(f"upgrading the database at {url}", flush=True)
+        revision = await migrate.upgrade(db, progress=progress)
+        if not steps:
+            print("  nothing to migrate")
         print(f"database ready at revision {revision}: {url}")
         return 0
-
-    return await _with_db(settings, work)
+    finally:
+        await db.close()
 
 
 async def cmd_bans_list(args: argparse.Namespace, settings: Settings) -> int:
+    from .db import throttle
+    from .db.models import utcnow
+
     async def work(db: Database) -> int:
         rows = [
             (b.kind, b.key, b.until.isoformat(sep=" "), str(b.failures))
@@ -256,6 +336,9 @@ async def cmd_bans_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_bans_clear(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit
+    from .db import throttle
+
     async def work(db: Database) -> int:
         count = await throttle.clear_bans(db, key=args.key)
         await audit.record(db, "ban.clear", key=args.key or "*", count=count)
@@ -277,6 +360,9 @@ def _audit_line(event: AuditEvent) -> str:
 
 async def cmd_audit_tail(args: argparse.Namespace, settings: Settings) -> int:
     """The newest events as JSON lines, oldest first; `--follow` keeps printing new ones."""
+    from sqlalchemy import select
+
+    from .db.models import AuditEvent
 
     async def work(db: Database) -> int:
         async with db.session() as session:
@@ -334,6 +420,12 @@ def parser() -> argparse.ArgumentParser:
     enable = users.add_parser("enable", help="enable a disabled user")
     enable.add_argument("name")
     enable.set_defaults(run=cmd_users_enable)
+    delete = users.add_parser(
+        "delete", help="delete a user and revoke their sessions and tokens (asks first)"
+    )
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
+    delete.set_defaults(run=cmd_users_delete)
     users.add_parser("list", help="list users").set_defaults(run=cmd_users_list)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token", required=True)

@@ -1,4 +1,4 @@
-"""Cross-site request blocking for every mount (DESIGN.md section 6): an unsafe request that the
+"""Cross-site request blocking for every mount (docs/security.md): an unsafe request that the
 session cookie authenticates is refused with 403 when the browser says it comes from another
 site (`Sec-Fetch-Site`), or, from a browser without Fetch Metadata, when its `Origin` is not the
 portal's. Products get this without a line of code; a mount serving a cross-site API with Bearer

@@ -5,6 +5,7 @@ PortalError
 ├── TokenError             a token failed verification (never shown to clients)
 │   └── UnknownKey         signed by a key that is not ours (perhaps the OIDC provider's)
 ├── DatabaseUnavailable    the database did not answer
+├── SchemaOutOfDate        the database's tables are missing or older than this version's
 ├── ProviderUnavailable    the identity provider did not answer or is misconfigured
 └── UserError              a command-line or admin request that cannot be carried out
 """
@@ -34,6 +35,10 @@ class UnknownKey(TokenError):
 
 class DatabaseUnavailable(PortalError):
     """The database could not be reached."""
+
+
+class SchemaOutOfDate(PortalError):
+    """The database is not at the newest migration: `portal-asgi db upgrade` brings it there."""
 
 
 class ProviderUnavailable(PortalError):

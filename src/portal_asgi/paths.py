@@ -1,4 +1,4 @@
-"""Refuse request paths that could mean two things (DESIGN.md section 3): dot segments, encoded
+"""Refuse request paths that could mean two things (docs/architecture.md): dot segments, encoded
 slashes or backslashes, NUL and other control characters answer 400 before any routing."""
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from .csrf import CSRF
 from .db import migrate, store
 from .db.engine import Database
 from .directory import Directory
-from .exceptions import DatabaseUnavailable, UserError
+from .exceptions import DatabaseUnavailable, SchemaOutOfDate, UserError
 from .keys import SigningKey, load_or_create_key
 from .levels import Levels
 from .oidc import OIDCProvider
@@ -94,26 +95,32 @@ async def ensure_admin(runtime: Runtime) -> str | None:
 
 
 async def prepare_database(runtime: Runtime) -> None:
-    """Upgrade the schema (safe when several workers start at once), create the first user,
-    load the directory."""
-    await migrate.upgrade(runtime.db)
+    """Upgrade the schema when `auto_migrate` is on (safe when several workers start at once),
+    else insist that it is the newest (SchemaOutOfDate); create the first user; load the
+    directory."""
+    if runtime.settings.portal.auto_migrate:
+        await migrate.upgrade(runtime.db)
+    else:
+        await migrate.check(runtime.db)
     await ensure_admin(runtime)
     await runtime.directory.load()
+    runtime.directory.last_poll = time.monotonic()
 
 
 async def _keep_fresh(runtime: Runtime) -> None:
-    """Until the database has answered once, retry the startup steps; then poll the feed."""
+    """Until the database has answered once (and holds the newest schema), retry the startup
+    steps; then poll the feed."""
     while not runtime.directory.loaded:
         if await runtime.directory.pause():
             return
         try:
             await prepare_database(runtime)
-        except DatabaseUnavailable:
-            continue
+        except (DatabaseUnavailable, SchemaOutOfDate):
+            continue  # said once at startup; /readyz tells the reason meanwhile
         except SQLAlchemyError as exc:  # e.g. a migration the database refused: keep trying
             logger.error("database startup failed: %s", str(exc).splitlines()[0])
             continue
-        logger.warning("database reachable again: directory loaded")
+        logger.warning("database ready again: directory loaded")
     await runtime.directory.run()
 
 
@@ -126,6 +133,14 @@ async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
         # Start anyway: the login page answers 503 until the database is back, and the feed
         # task finishes these steps as soon as it can.
         logger.error("database unavailable at startup: %s", exc)
+    except SchemaOutOfDate as exc:
+        # Start anyway too, rather than fail and be restarted in a loop: `db upgrade` run by the
+        # operator is picked up by the feed task, without a restart.
+        logger.error(
+            "%s (or set [portal] auto_migrate = true); until then sign-in answers 503 and "
+            "/readyz is not ready",
+            exc,
+        )
     feed = asyncio.create_task(_keep_fresh(runtime), name="portal-asgi change feed")
     try:
         lifespan_apps = [app for product in runtime.products for app in product.lifespan_apps]

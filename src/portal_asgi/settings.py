@@ -23,6 +23,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _LEVEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _MOUNT_PATH = re.compile(r"^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$")
+_SQLITE_FILE = re.compile(r"^(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?$")
 
 
 class Secret(str):
@@ -51,6 +52,12 @@ class OIDCSettings:
     username_claim: str = "preferred_username"  # then email, then sub
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     timeout: float = 10.0  # seconds for each call to the provider
+    # Who may sign in (oidc/allow.py). Empty lists let in everyone the provider knows.
+    allowed_groups: tuple[str, ...] = ()
+    groups_claim: str = "groups"  # where allowed_groups are looked for (a dotted path is fine)
+    allowed_email_domains: tuple[str, ...] = ()  # lower case, without "@"
+    require_level_claim: bool = False
+    access_contact: str = ""  # whom a refused person should ask; "" means the administrator
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,11 @@ class MountSettings:
     title: str = ""
     csrf: bool = True  # cross-site request blocking (crosssite.py); off for Bearer-only APIs
     description: str = ""
+    # WSGI (Flask) products only, read by the bridge (bridge.py): the body is read before a
+    # thread is taken, so these bound what a client can make the portal hold for it
+    max_body_size: int = 10 * 1024 * 1024  # bytes; larger bodies answer 413
+    body_timeout: float = 30.0  # the longest wait for the next piece of a body; then 408
+    threads: int = 10  # the product's thread pool (a2wsgi's default)
     index: int = 0  # position in the file, 1-based, for error messages
 
     @property
@@ -84,8 +96,10 @@ class PortalSettings:
     levels: tuple[str, ...] = DEFAULT_LEVELS
     database_url: str = "sqlite+aiosqlite:///var/portal.db"
     key_file: str = "var/portal-signing-key.pem"
-    feed_interval: float = 2.0  # issue 4: open sockets close within 5 s on every worker
+    # 2 s: a socket whose session ended closes within 5 s on every worker, with room to spare
+    feed_interval: float = 2.0
     app_dir: str = "."
+    auto_migrate: bool = True  # the server's start migrates (from a file: true for SQLite only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +109,10 @@ class SecuritySettings:
     max_retries: int = 5
     find_time: float = 120
     ban_time: float = 300
+    # per worker: password hashes running at once in threads, and logins waiting for one;
+    # past both, a login answers 503 with Retry-After
+    max_concurrent_hashes: int = 2
+    max_waiting_hashes: int = 8
     trusted_proxies: tuple[str, ...] = ()
     product_headers: tuple[tuple[str, str], ...] = (("x-content-type-options", "nosniff"),)
     hsts_max_age: int = 31_536_000
@@ -310,16 +328,33 @@ def _parse_portal(file: str, table: object, environ: Mapping[str, str]) -> Porta
             "portal.base_url",
             f"expected an origin like 'https://portal.example.org', got {base_url!r}",
         )
-    app_dir = reader.string("app_dir", str(Path(file).resolve().parent))
+    # Relative paths mean the same file for the server and for every command, wherever they run.
+    folder = Path(file).resolve().parent
+    database_url = _sqlite_beside(reader.string("database_url", defaults.database_url), folder)
     return PortalSettings(
         title=reader.string("title", defaults.title),
         base_url=base_url,
         levels=levels,
-        database_url=Secret(reader.string("database_url", defaults.database_url)),
-        key_file=reader.string("key_file", defaults.key_file),
+        database_url=Secret(database_url),
+        key_file=str(folder / reader.string("key_file", defaults.key_file)),
         feed_interval=reader.duration("feed_interval", defaults.feed_interval),
-        app_dir=app_dir,
+        app_dir=os.path.normpath(folder / reader.string("app_dir", ".")),
+        # Migrating a shared server database is a deliberate step (`portal-asgi db upgrade`);
+        # an embedded SQLite file is the portal's own.
+        auto_migrate=reader.boolean("auto_migrate", database_url.startswith("sqlite")),
     )
+
+
+def _sqlite_beside(url: str, folder: Path) -> str:
+    """A SQLite URL whose file path is relative, made absolute against `folder`; any other URL
+    (a server, an absolute path, `:memory:`, a `file:` URI) as it is."""
+    match = _SQLITE_FILE.match(url)
+    if match is None:
+        return url
+    scheme, path, query = match.groups()
+    if not path or path.startswith(("/", ":memory:", "file:")):
+        return url
+    return f"{scheme}{folder / path}{query or ''}"
 
 
 def _parse_auth(file: str, table: object, environ: Mapping[str, str]) -> AuthSettings:
@@ -372,7 +407,33 @@ def _parse_oidc(file: str, table: object, environ: Mapping[str, str]) -> OIDCSet
         username_claim=reader.string("username_claim", defaults.username_claim),
         algorithms=_oidc_algorithms(file, reader.strings("algorithms", defaults.algorithms)),
         timeout=reader.duration("timeout", defaults.timeout),
+        allowed_groups=_oidc_groups(file, reader),
+        groups_claim=reader.string("groups_claim", defaults.groups_claim),
+        allowed_email_domains=_oidc_domains(file, reader.strings("allowed_email_domains", ())),
+        require_level_claim=reader.boolean("require_level_claim", defaults.require_level_claim),
+        access_contact=reader.string("access_contact", defaults.access_contact),
     )
+
+
+def _oidc_groups(file: str, reader: _Reader) -> tuple[str, ...]:
+    # A list only: group names may hold spaces ("Portal Staff"), so a string cannot be split.
+    if isinstance(reader.raw("allowed_groups"), str):
+        raise SettingsError(
+            file, "auth.oidc.allowed_groups", 'expected a list of group names, like ["staff"]'
+        )
+    return reader.strings("allowed_groups", ())
+
+
+def _oidc_domains(file: str, domains: tuple[str, ...]) -> tuple[str, ...]:
+    found = tuple(domain.strip().removeprefix("@").lower() for domain in domains)
+    for domain in found:
+        if not domain or "@" in domain or any(ch.isspace() for ch in domain):
+            raise SettingsError(
+                file,
+                "auth.oidc.allowed_email_domains",
+                f"expected domain names like 'lab.example.org', got {domain!r}",
+            )
+    return found
 
 
 def _oidc_algorithms(file: str, algorithms: tuple[str, ...]) -> tuple[str, ...]:
@@ -421,6 +482,7 @@ def _parse_mount(
             f"unknown level {level!r} (levels: public, {', '.join(levels)})",
         )
     app = reader.string("app")
+    defaults = MountSettings(path=path, app=app, level=level)
     return MountSettings(
         path=path,
         app=app,
@@ -429,6 +491,9 @@ def _parse_mount(
         title=reader.string("title", path.rsplit("/", 1)[-1]),
         description=reader.string("description", ""),
         csrf=reader.boolean("csrf", True),
+        max_body_size=reader.count("max_body_size", defaults.max_body_size),
+        body_timeout=reader.duration("body_timeout", defaults.body_timeout),
+        threads=reader.count("threads", defaults.threads),
         index=index,
     )
 
@@ -459,6 +524,8 @@ def _parse_security(file: str, table: object, environ: Mapping[str, str]) -> Sec
         max_retries=reader.count("max_retries", defaults.max_retries),
         find_time=reader.duration("find_time", defaults.find_time),
         ban_time=reader.duration("ban_time", defaults.ban_time),
+        max_concurrent_hashes=reader.count("max_concurrent_hashes", defaults.max_concurrent_hashes),
+        max_waiting_hashes=reader.count("max_waiting_hashes", defaults.max_waiting_hashes),
         trusted_proxies=proxies,
         product_headers=headers,
         hsts_max_age=reader.count("hsts_max_age", defaults.hsts_max_age),

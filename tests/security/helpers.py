@@ -128,6 +128,7 @@ def session_claims(portal: servers.RunningPortal, username: str, **changes: Any)
         "aud": runtime.codec.issuer,
         "typ": "session",
         "sub": username,
+        "uid": runtime.directory.user(username).uid,  # type: ignore[union-attr]
         "lvl": runtime.directory.user(username).level,  # type: ignore[union-attr]
         "sid": "forged-" + username,
         "iat": now,

@@ -179,7 +179,7 @@ def test_the_control_request_does_reach_a_mount(
 def test_ambiguous_paths_answer_400(
     secure_portal: RunningPortal, stable_cookie: str, target: bytes
 ) -> None:
-    """DESIGN.md section 3: dot segments, encoded slashes and NUL are refused before routing."""
+    """Dot segments, encoded slashes and NUL are refused before routing (docs/architecture.md)."""
     assert check(secure_portal, target, stable_cookie).status == 400
 
 

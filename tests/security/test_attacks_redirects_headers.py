@@ -153,7 +153,7 @@ def test_portal_pages_carry_security_headers(secure_portal: RunningPortal) -> No
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "same-origin"
         assert response.headers["x-frame-options"] == "DENY"
-    assert login.headers["cache-control"] == "no-store"
+    assert login.headers["cache-control"] == "private, no-store"  # it sets the CSRF cookie
     assert "strict-transport-security" not in login.headers  # served over http here
     # the templates hold no inline script for the CSP to break
     assert "<script" not in login.text.lower() and " on" + "click=" not in login.text.lower()

@@ -36,13 +36,20 @@ def _valid(portal: RunningPortal, **changes: Any) -> str:
     )
 
 
-def assert_refused(portal: RunningPortal, token: str) -> None:
+def _valid_api(portal: RunningPortal, **changes: Any) -> str:
+    """As `_valid`, an API token: what the Bearer branch of `assert_refused` must refuse for the
+    reason under test, not because a session token is never a Bearer token."""
+    return _valid(portal, **({"typ": "api", "sxp": None} | changes))
+
+
+def assert_refused(portal: RunningPortal, token: str, bearer_token: str | None = None) -> None:
+    """`token` refused in the session cookie, and `bearer_token` (else `token`) as a Bearer."""
     cookie_name = runtime_of(portal).cookie.name
     for how in ("cookie", "bearer"):
         with portal.client() as client:
             headers = {"accept": "application/json"}
             if how == "bearer":
-                headers["authorization"] = f"Bearer {token}"
+                headers["authorization"] = f"Bearer {bearer_token or token}"
             else:
                 client.cookies.set(cookie_name, token)
             response = client.get("/stable/whoami", headers=headers)
@@ -56,17 +63,23 @@ def test_a_valid_forgery_is_accepted_so_the_corpus_means_something(
     secure_portal: RunningPortal,
 ) -> None:
     """The control: the same construction with the real key gets in (else every test below
-    would pass for the wrong reason)."""
+    would pass for the wrong reason), a session token in the cookie, an API token as Bearer."""
+    cookie_name = runtime_of(secure_portal).cookie.name
     with secure_portal.client() as client:
         response = client.get(
             "/stable/whoami",
             headers={
-                "authorization": f"Bearer {_valid(secure_portal)}",
+                "authorization": f"Bearer {_valid_api(secure_portal)}",
                 "accept": "application/json",
             },
         )
-    assert response.status_code == 200
-    assert response.json()["user"] == "user-stable"
+        assert response.status_code == 200
+        assert response.json()["user"] == "user-stable"
+    with secure_portal.client() as client:
+        client.cookies.set(cookie_name, _valid(secure_portal))
+        response = client.get("/stable/whoami", headers={"accept": "application/json"})
+        assert response.status_code == 200
+        assert response.json()["user"] == "user-stable"
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
@@ -178,25 +191,40 @@ def test_rejects_token_from_another_portals_key(secure_portal: RunningPortal) ->
 def test_rejects_expired_token(secure_portal: RunningPortal) -> None:
     """RFC 7519 section 4.1.4: `exp` is enforced."""
     past = int(time.time()) - 60
-    assert_refused(secure_portal, _valid(secure_portal, iat=past - 600, exp=past))
+    changes = {"iat": past - 600, "exp": past}
+    assert_refused(
+        secure_portal, _valid(secure_portal, **changes), _valid_api(secure_portal, **changes)
+    )
 
 
 def test_rejects_token_not_yet_valid(secure_portal: RunningPortal) -> None:
     """RFC 7519 section 4.1.5: `nbf` in the future."""
-    assert_refused(secure_portal, _valid(secure_portal, nbf=int(time.time()) + 3600))
+    future = int(time.time()) + 3600
+    assert_refused(
+        secure_portal, _valid(secure_portal, nbf=future), _valid_api(secure_portal, nbf=future)
+    )
 
 
 @pytest.mark.parametrize("claim", ["iss", "aud"])
 def test_rejects_wrong_issuer_and_audience(secure_portal: RunningPortal, claim: str) -> None:
     """RFC 8725 sections 3.8 and 3.9: issuer and audience are checked."""
-    assert_refused(secure_portal, _valid(secure_portal, **{claim: "https://other-portal.example"}))
-    assert_refused(secure_portal, _valid(secure_portal, **{claim: None}))
+    for value in ("https://other-portal.example", None):
+        assert_refused(
+            secure_portal,
+            _valid(secure_portal, **{claim: value}),
+            _valid_api(secure_portal, **{claim: value}),
+        )
 
 
-@pytest.mark.parametrize("claim", ["exp", "sub", "sid", "iat"])
+@pytest.mark.parametrize("claim", ["exp", "sub", "uid", "sid", "iat"])
 def test_rejects_token_missing_a_required_claim(secure_portal: RunningPortal, claim: str) -> None:
-    """RFC 8725 section 3.7 (required claims): no `exp` is no token, not an eternal one."""
-    assert_refused(secure_portal, _valid(secure_portal, **{claim: None}))
+    """RFC 8725 section 3.7 (required claims): no `exp` is no token, not an eternal one; no
+    `uid` is a token minted before users had one, refused as cleanly (401, never 500)."""
+    assert_refused(
+        secure_portal,
+        _valid(secure_portal, **{claim: None}),
+        _valid_api(secure_portal, **{claim: None}),
+    )
 
 
 def test_rejects_claims_tampered_after_signing(secure_portal: RunningPortal) -> None:
@@ -244,7 +272,7 @@ def test_raising_the_level_claim_by_hand_gains_nothing(secure_portal: RunningPor
     """ASVS 4.1.2: the level comes from the portal's directory, not from the token. A token
     validly signed (the worst case: a leaked key) for user-stable that claims admin still opens
     only what user-stable may open."""
-    token = _valid(
+    token = _valid_api(
         secure_portal,
         lvl="admin",
         scope="access:stable access:ea access:devel access:admin",
@@ -308,3 +336,36 @@ def test_token_in_the_url_is_not_accepted(secure_portal: RunningPortal, name: st
         )
     assert response.status_code == 401
     assert "user-stable" not in response.text
+
+
+def test_each_token_is_accepted_only_from_its_own_place(secure_portal: RunningPortal) -> None:
+    """RFC 8725 section 3.11 (explicit typing): a session JWT copied out of the cookie is not a
+    Bearer token, and an API token is not a session cookie; each works where it belongs."""
+    from ..cli_runner import mint_token
+
+    cookie_name = runtime_of(secure_portal).cookie.name
+    with secure_portal.logged_in("user-stable") as browser:
+        session = browser.cookies.get(cookie_name)
+    assert session
+    api = mint_token(secure_portal.settings_file, "user-stable")
+    json_only = {"accept": "application/json"}
+    with secure_portal.client() as client:
+        as_bearer = client.get(
+            "/stable/whoami", headers=json_only | {"authorization": f"Bearer {session}"}
+        )
+        assert as_bearer.status_code == 401
+        assert "user-stable" not in as_bearer.text
+        api_ok = client.get(
+            "/stable/whoami", headers=json_only | {"authorization": f"Bearer {api}"}
+        )
+        assert api_ok.status_code == 200 and api_ok.json()["user"] == "user-stable"
+    with secure_portal.client() as client:
+        client.cookies.set(cookie_name, api)
+        as_cookie = client.get("/stable/whoami", headers=json_only)
+        assert as_cookie.status_code == 401
+        assert "user-stable" not in as_cookie.text
+        assert cookie_name not in as_cookie.headers.get("set-cookie", "")
+    with secure_portal.client() as client:
+        client.cookies.set(cookie_name, session)
+        session_ok = client.get("/stable/whoami", headers=json_only)
+        assert session_ok.status_code == 200 and session_ok.json()["user"] == "user-stable"

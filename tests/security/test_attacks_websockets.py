@@ -1,5 +1,5 @@
 """The corpus over WebSocket handshakes: forged tokens, path tricks, planted identity headers and
-cross-site handshakes (DESIGN.md sections 4 and 6). The WebSocket helper's own suite
+cross-site handshakes (docs/websockets.md). The WebSocket helper's own suite
 (tests/test_websockets.py) covers sockets that outlive their session or level."""
 
 from __future__ import annotations

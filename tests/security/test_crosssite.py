@@ -1,4 +1,4 @@
-"""Cross-site request blocking (DESIGN.md section 6): unsafe requests that the session cookie
+"""Cross-site request blocking (docs/security.md): unsafe requests that the session cookie
 authenticates are refused when they come from another site, on the portal and on every product."""
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Bring the schema to the newest Alembic revision: `portal-asgi db upgrade`, the CLI's other
-commands and the portal's startup all call `upgrade()`.
+"""Bring the schema to the newest Alembic revision: `portal-asgi db upgrade` calls `upgrade()`, and
+so does the portal's startup when `[portal] auto_migrate` is on. Every other command, and a startup
+with it off, calls `check()`: a schema that is missing or behind is refused with SchemaOutOfDate,
+which names `portal-asgi db upgrade`, instead of being changed behind the operator's back.
 
 Several workers may start at once: each holds a lock for the whole upgrade (MariaDB `GET_LOCK`,
 SQLite `BEGIN IMMEDIATE`), so one migrates and the others then find the schema at head. A
@@ -10,16 +12,19 @@ database made by `create_all` before migrations existed has the first revision's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..exceptions import DatabaseUnavailable
+from ..exceptions import DatabaseUnavailable, SchemaOutOfDate
 from . import throttle
 from .engine import Database, outages
 from .models import Base
@@ -35,6 +40,9 @@ SCRIPT_LOCATION = "portal_asgi:migrations"
 INITIAL_REVISION = "0001"
 LOCK_NAME = "portal_asgi.schema"
 LOCK_WAIT = 120  # seconds a worker waits for another one's migration
+UPGRADE = "run `portal-asgi db upgrade`"
+
+Progress = Callable[[str], None]
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -47,28 +55,96 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-async def upgrade(db: Database) -> str | None:
-    """Upgrade to head and return the revision the database is now at."""
+def head() -> str:
+    """The newest revision this version of portal-asgi knows."""
+    revision = _scripts().get_current_head()
+    assert revision is not None, "no migrations found"
+    return revision
+
+
+def missing_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (connecting would create it
+    empty), else None."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path.startswith((":memory:", "file:")):
+        return None
+    return None if Path(path).exists() else path
+
+
+async def revision(db: Database) -> str | None:
+    """The revision the database is at; None when it has no migrated tables."""
+    with outages():
+        async with db.engine.connect() as conn:
+            return await conn.run_sync(_current)
+
+
+async def check(db: Database) -> str:
+    """The database's revision when it is the newest; else SchemaOutOfDate, naming the command
+    that fixes it. Changes nothing."""
+    current = await revision(db)
+    newest = head()
+    if current == newest:
+        return current
+    if current is None:
+        raise SchemaOutOfDate(f"the database has no portal-asgi tables yet: {UPGRADE}")
+    known = {script.revision for script in _scripts().walk_revisions()}
+    if current not in known:
+        raise SchemaOutOfDate(
+            f"the database is at revision {current}, which this version of portal-asgi does not "
+            f"know (newest: {newest}): a newer version migrated it"
+        )
+    raise SchemaOutOfDate(
+        f"the database is at revision {current}, this version of portal-asgi needs {newest}: "
+        f"{UPGRADE}"
+    )
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(
+    db: Database, *, progress: Progress | None = None, target: str = "head"
+) -> str | None:
+    """Upgrade to `target` (an older revision: what an older portal-asgi left) and return the
+    revision the database is now at. `progress` is told each step before it runs, one line
+    each; nothing when there is nothing to do."""
     with outages():
         async with db.engine.connect() as conn:
             await _lock(conn)
             try:
-                revision = await conn.run_sync(_upgrade)
+                revision = await conn.run_sync(_upgrade, progress or _log, target)
                 await conn.commit()
             finally:
                 await _unlock(conn)
     return revision
 
 
-def _upgrade(connection: Connection) -> str | None:
+def _log(line: str) -> None:
+    logger.warning("%s", line)
+
+
+def _upgrade(connection: Connection, progress: Progress, target: str) -> str | None:
     config = alembic_config()
     config.attributes["connection"] = connection
     tables = set(inspect(connection).get_table_names())
     if "alembic_version" not in tables and "users" in tables:
-        logger.warning("database tables predate migrations: stamping revision %s", INITIAL_REVISION)
+        progress(f"database tables predate migrations: stamping revision {INITIAL_REVISION}")
         command.stamp(config, INITIAL_REVISION)
-    command.upgrade(config, "head")
-    return MigrationContext.configure(connection).get_current_revision()
+    current = _current(connection)
+    # Oldest first; the other workers, waiting on the lock, find nothing left to do.
+    steps = list(reversed(list(_scripts().iterate_revisions(target, current or "base"))))
+    for step in steps:
+        summary = " ".join((step.doc or "").split())
+        progress(f"migrating {step.down_revision or 'empty'} -> {step.revision}: {summary}")
+    if steps:
+        command.upgrade(config, target)
+    return _current(connection)
 
 
 async def _lock(conn: AsyncConnection) -> None:

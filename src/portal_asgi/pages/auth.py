@@ -13,6 +13,7 @@ from starlette.routing import Route
 from .. import audit
 from ..db import store
 from ..exceptions import DatabaseUnavailable, UserError
+from ..passwords import Hashing, HashingBusy
 from ..redirects import safe_next
 from ..regulation import Regulator
 from ..runtime import Runtime
@@ -24,24 +25,34 @@ logger = logging.getLogger("portal_asgi.auth")
 
 MAX_FORM_BYTES = 16 * 1024
 NO_STORE = {"cache-control": "no-store"}
+# Seconds a login refused for want of a free password check is told to wait: a check takes a
+# fraction of a second, so places free up quickly.
+BUSY_RETRY_AFTER = 1
 
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def issue_session(runtime: Runtime, response: Response, username: str, sid: str) -> None:
-    """Put a fresh session JWT in the response's cookie (a new `sid` at every login: no fixation)."""
+def issue_session(
+    runtime: Runtime, response: Response, username: str, sid: str, *, uid: str | None = None
+) -> None:
+    """Put a fresh session JWT in the response's cookie (a new `sid` at every login: no fixation).
+    `uid` is the id of the user the session was opened for (`UserRecord.uid`); without it, the
+    directory's current holder of `username` is taken."""
     now = int(time.time())
     auth = runtime.settings.auth
     absolute = now + int(auth.session_lifetime)
     exp = min(now + int(auth.idle_timeout), absolute)
-    state = runtime.directory.user(username)
+    directory = runtime.directory
+    state = directory.user(username) if uid is None else directory.holder(username, uid)
     level = state.level if state else runtime.levels.lowest
     token = runtime.codec.sign(
         {
             "typ": "session",
             "sub": username,
+            # a token names its user by id too: a later user of the same name is someone else
+            "uid": uid if uid is not None else (state.uid if state else ""),
             "name": state.name if state else "",
             "email": state.email if state else "",
             "lvl": level,
@@ -58,7 +69,11 @@ def issue_session(runtime: Runtime, response: Response, username: str, sid: str)
 class AuthPages:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.regulator = Regulator(runtime.db, runtime.settings.security)
+        security = runtime.settings.security
+        self.regulator = Regulator(runtime.db, security)
+        self.hashing = Hashing(
+            at_once=security.max_concurrent_hashes, waiting=security.max_waiting_hashes
+        )
 
     def routes(self) -> list[Route]:
         return [
@@ -135,17 +150,31 @@ class AuthPages:
         password = form.get("password", "")[:1024]
         client = client_address(request)
         try:
-            # a ban answers before the password is checked: the same for known and unknown names
-            retry_after = await self.regulator.retry_after(username, client)
-            if retry_after:
-                return self._too_many(request, retry_after, next_path)
-            user = await store.check_password(runtime.db, username, password) if username else None
+            if not runtime.directory.loaded:
+                # startup has not finished (database down, or its schema not upgraded yet):
+                # a session could not be judged, so none is opened
+                raise DatabaseUnavailable("the directory is not loaded yet")
+            # A place among the worker's password checks first: a flood is refused here at once,
+            # before it costs the database anything. Then the attempt is counted, and only an
+            # attempt let through has its password checked: a burst cannot check more passwords
+            # than regulation allows. The same steps for known and unknown names.
+            with self.hashing.admit():
+                attempt = await self.regulator.attempt(username, client)
+                user = (
+                    None
+                    if attempt.retry_after
+                    else await store.check_password(
+                        runtime.db, username, password, hashing=self.hashing
+                    )
+                )
+            if attempt.retry_after:
+                return self._too_many(request, attempt.retry_after, next_path)
             if user is None:
                 await audit.record(
                     runtime.db, "login.failed", username=username, client=client, provider="local"
                 )
                 logger.info("login failed for %r from %s", username, client)
-                retry_after = await self.regulator.failed(username, client)
+                retry_after = await self.regulator.failed(attempt)
                 if retry_after:
                     return self._too_many(request, retry_after, next_path)
                 return self._page(
@@ -154,14 +183,24 @@ class AuthPages:
                     error="Wrong username or password.",
                     next_path=next_path,
                 )
-            await self.regulator.succeeded(username)
-            sid, _ = await store.open_session(
+            await self.regulator.succeeded(attempt)
+            sid, opened = await store.open_session(
                 runtime.db, user.username, lifetime=runtime.settings.auth.session_lifetime
             )
             await audit.record(
                 runtime.db, "login", username=user.username, client=client, provider="local"
             )
             await runtime.directory.refresh()
+        except HashingBusy as exc:
+            logger.info("login refused, the worker is busy: %s (%s)", exc, client)
+            response = self._page(
+                request,
+                status=503,
+                error="Sign-in is busy right now. Please try again in a moment.",
+                next_path=next_path,
+            )
+            response.headers["retry-after"] = str(BUSY_RETRY_AFTER)
+            return response
         except (DatabaseUnavailable, UserError) as exc:
             logger.error("login unavailable: %s", exc)
             return self._page(
@@ -172,7 +211,7 @@ class AuthPages:
             )
         logger.info("login: %s from %s", user.username, client)
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
-        issue_session(runtime, response, user.username, sid)
+        issue_session(runtime, response, opened.username, sid, uid=opened.uid)
         return response
 
     def _too_many(self, request: Request, retry_after: int, next_path: str) -> Response:

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from .. import audit
 from ..db import store
 from ..exceptions import DatabaseUnavailable, ProviderUnavailable, TokenError, UserError
+from ..oidc.allow import needed_claims, refusal, refused_message
 from ..oidc.claims import fallback_username, has_claim, level_from, username_from
 from ..oidc.errors import LoginRefused
 from ..oidc.provider import FRESH, OIDCProvider
@@ -89,6 +90,8 @@ class OIDCPages(AuthPages):
         transaction = self.transactions.transaction(request.headers.get("cookie", ""))
         next_path = transaction.next if transaction else "/"
         try:
+            if not self.runtime.directory.loaded:  # as for the local sign-in (pages/auth.py)
+                raise DatabaseUnavailable("the directory is not loaded yet")
             response = await self._finish(request, transaction)
         except LoginRefused as exc:
             response = await self._refused(request, exc, next_path)
@@ -116,7 +119,12 @@ class OIDCPages(AuthPages):
         logger.warning("OIDC login refused (%s): %s", client, exc.reason)
         try:
             await audit.record(
-                self.runtime.db, "login.refused", client=client, provider="oidc", reason=exc.reason
+                self.runtime.db,
+                "login.refused",
+                client=client,
+                provider="oidc",
+                reason=exc.reason,
+                **exc.detail,
             )
         except DatabaseUnavailable as db_exc:
             logger.error("audit entry not stored: %s", db_exc)
@@ -180,22 +188,22 @@ class OIDCPages(AuthPages):
             ) from None
         return await self._sign_in(request, token, claims, transaction.next)
 
-    async def _level(self, token: dict[str, Any], claims: dict[str, Any]) -> str | None:
-        """The level the provider gives (ID token, else userinfo, else the access token when it
-        is a JWT for `audience`), or None when levels come from the database."""
-        settings = self.provider.settings
-        levels = self.runtime.levels
-        if settings.level_source == "database":
-            return None
+    async def _sources(self, token: dict[str, Any], claims: dict[str, Any]) -> list[dict[str, Any]]:
+        """The claims the level and the sign-in rules are read from: the ID token's; userinfo's
+        when the ID token lacks a claim they need; the access token's (when it is a JWT for
+        `audience`) when one is still missing."""
+        needed = needed_claims(self.provider.settings)
         sources = [claims]
-        if not has_claim(claims, settings.level_claim):
+
+        def missing() -> bool:
+            return any(not any(has_claim(s, name) for s in sources) for name in needed)
+
+        if missing():
             info = await self.provider.userinfo(token)
             if info is not None and info.get("sub") == claims["sub"]:
                 sources.append(info)
         access_token = token.get("access_token")
-        if not any(has_claim(s, settings.level_claim) for s in sources) and isinstance(
-            access_token, str
-        ):
+        if missing() and isinstance(access_token, str):
             try:
                 access = await self.provider.verify_access_token(access_token)
             except TokenError as exc:
@@ -203,6 +211,14 @@ class OIDCPages(AuthPages):
             else:
                 if access.get("sub") == claims["sub"]:
                     sources.append(access)
+        return sources
+
+    def _level(self, sources: list[dict[str, Any]]) -> str | None:
+        """The level the provider gives, or None when levels come from the database."""
+        settings = self.provider.settings
+        levels = self.runtime.levels
+        if settings.level_source == "database":
+            return None
         found = level_from(
             sources, path=settings.level_claim, prefix=settings.level_prefix, levels=levels
         )
@@ -215,8 +231,19 @@ class OIDCPages(AuthPages):
         settings = self.provider.settings
         client = client_address(request)
         subject = str(claims["sub"])
-        level = await self._level(token, claims)
+        sources = await self._sources(token, claims)
         username = username_from(claims, settings.username_claim)
+        refused = refusal(settings, sources, levels=runtime.levels)
+        if refused is not None:  # before the upsert: a refused person leaves no user behind
+            raise LoginRefused(
+                403,
+                refused_message(settings, refused),
+                f"not allowed in: {refused.reason}",
+                # not the username column: the name is the provider's word, and may be a local
+                # account's ("admin") that this person does not own
+                detail={"subject": subject, "name": username},
+            )
+        level = self._level(sources)
         email, name = claims.get("email"), claims.get("name")
         user = await store.upsert_oidc_user(
             runtime.db,
@@ -234,7 +261,7 @@ class OIDCPages(AuthPages):
                 "Your account on this portal is disabled. Please ask its administrator.",
                 f"user {user.username} is disabled",
             )
-        sid, _ = await store.open_session(
+        sid, opened = await store.open_session(
             runtime.db, user.username, lifetime=runtime.settings.auth.session_lifetime
         )
         await audit.record(
@@ -249,7 +276,7 @@ class OIDCPages(AuthPages):
         await runtime.directory.refresh()
         logger.info("login: %s (oidc %s) from %s at %s", user.username, subject, client, user.level)
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
-        issue_session(runtime, response, user.username, sid)
+        issue_session(runtime, response, opened.username, sid, uid=opened.uid)
         response.headers.append("set-cookie", self.hints.set({"id_token": token["id_token"]}))
         if runtime.csrf.cookie_value(request.headers.get("cookie", "")) is None:
             # the portal's forms (logout) need it; a local login gets it from the login form
