@@ -1,5 +1,5 @@
 """Path tricks against the running portal, sent as exact request lines over a raw socket (an HTTP
-client would normalise some of them), and unit tests of `portal_asgi.paths.is_ambiguous`.
+client would normalise some of them), and unit tests of `portal_asgi.middleware.paths.is_ambiguous`.
 
 Whatever the trick, a user below `devel` never sees the devel product: ambiguous paths answer 400
 before routing (docs/architecture.md), other spellings 404, or a redirect to the canonical path."""
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from portal_asgi.paths import is_ambiguous
+from portal_asgi.middleware.paths import is_ambiguous
 
 from .servers import RunningPortal
 

@@ -25,7 +25,7 @@ from portal_asgi import Portal, load_settings
 from portal_asgi.db import store
 from portal_asgi.db.engine import Database
 from portal_asgi.db.models import AuditEvent
-from portal_asgi.origins import normalise_origin
+from portal_asgi.middleware.origins import normalise_origin
 from portal_asgi.types import Message
 
 from .cli_runner import run_cli

@@ -1,14 +1,24 @@
-"""The request path, top to bottom:
+"""The request path. `RequestPath.__call__` is everything a request meets, in order; each step's
+code is one import away (`middleware/`, `routes.py`, `access.py`). This is the one drawing of
+it; the docs link here.
 
-Portal                      lifespan: settings, database, change feed, product lifespans
-  security_outer            SecurityHeaders, TrustedProxies, AuditDenials, RequestLimits
-  PathCheck                 ambiguous paths answer 400 before routing
-    Identity                cookie or Bearer -> scope["user"], scope["auth"]; X-Portal-* headers
-      OriginCheck           WebSocket handshakes from a foreign Origin answer 403
-      CrossSiteCheck        unsafe cross-site requests on the session cookie answer 403
-        Starlette router    portal pages, then one Mount(path, LevelGuard(level, product))
-                            per [[mount]], longest path first; inside each guard a
-                            SocketSession keeps judging the sockets it let through
+    uvicorn portal_asgi:app
+      Portal                   lifespan: settings, database, change feed, product lifespans
+        RequestPath
+          1. inbound           one pass over the headers; the client's X-Portal-* dropped
+          2. proxies           the real client and scheme, from trusted proxies only
+          3. limits, paths     431 for too many or too large headers, 400 for ambiguous paths
+          4. identity          session cookie or Bearer -> scope["user"], scope["auth"]
+          5. routes            one table: the portal's pages, or the mount with the longest path
+          6. guard             the chosen route's rules: Origin of a WebSocket, cross-site
+                               requests on the session cookie, the level it requires now
+          7. the answer        the page or the product, with the security headers of whoever
+                               answers and the refreshed session cookie; open WebSockets stay
+                               in the registry and are judged again (sockets.py)
+          8. audit             the portal's refusals, rate-limited
+
+A refusal answers at once with the status of the answers table (answers.py) and is audited.
+Nothing here reads what a product wrote into the scope.
 """
 
 from __future__ import annotations
@@ -16,30 +26,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
-from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .answers import refuse
+from .answers import refuse, send_response
+from .audit import ensure_log_handler
 from .exceptions import PortalError
-from .guard import LevelGuard
-from .identity import Identity
+from .middleware import inbound as incoming
+from .middleware.denials import DENIALS, Denials
+from .middleware.guard import Guard, Refusal
+from .middleware.headers import Outgoing, SecurityHeaders
+from .middleware.identity import BearerAuthenticator, Identity
+from .middleware.limits import Limits
+from .middleware.origins import Origins
+from .middleware.paths import is_ambiguous
+from .middleware.proxies import Proxies
 from .oidc import ProviderBearer
-from .origins import OriginCheck
 from .pages.auth import AuthPages
 from .pages.catalogue import Catalogue
 from .pages.oidc import OIDCPages
 from .pages.system import SystemPages
-from .paths import PathCheck
+from .routes import Route as PortalRoute
+from .routes import RouteTable
 from .runtime import Runtime, build_runtime, running
-from .security import security_inner, security_outer
 from .settings import Settings, load_settings
 from .sockets import SocketSession
 from .types import ASGIApp, Receive, Scope, Send
@@ -47,110 +62,214 @@ from .types import ASGIApp, Receive, Scope, Send
 logger = logging.getLogger("portal_asgi")
 
 
-def _guarded_route(path: str, endpoint: Any, level: str, runtime: Runtime) -> Route:
-    app = Route(path, endpoint).app
-    guard = LevelGuard(
-        app,
-        path=path,
-        required=lambda: level,
-        levels=runtime.levels,
-        title=runtime.settings.portal.title,
+class RequestPath:
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        security = settings.security
+        self.title = settings.portal.title
+        self.proxies = Proxies(security.trusted_proxies)
+        self.limits = Limits(
+            max_body_size=security.max_body_size,
+            max_headers=security.max_headers,
+            max_header_size=security.max_header_size,
+        )
+        self.identity = Identity(
+            codec=runtime.codec,
+            directory=runtime.directory,
+            levels=runtime.levels,
+            cookie=runtime.cookie,
+            idle_timeout=settings.auth.idle_timeout,
+            bearer=_provider_bearer(runtime),
+        )
+        self.routes = build_routes(runtime)
+        self.guard = Guard(
+            levels=runtime.levels,
+            origin=settings.portal.base_url,
+            websocket_origins=Origins((settings.portal.base_url, *settings.websocket.origins)),
+        )
+        self.headers = SecurityHeaders(
+            product_headers=security.product_headers,
+            https=settings.https,
+            hsts_max_age=security.hsts_max_age,
+            form_targets=_form_targets(settings),
+        )
+        self.cookie_name = runtime.cookie.name.encode()
+        self.denials = Denials(runtime.db, per_minute=security.audit_denials_per_minute)
+        ensure_log_handler()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return
+        # 1-2. What arrived, and from whom: the client's own X-Portal-* and forwarding headers
+        # are dropped; a trusted proxy's forwarding headers name the real client.
+        inbound = incoming.read(scope)
+        self.proxies.apply(scope, inbound)
+        scope["headers"] = inbound.headers
+        # 3. What cannot be read one way is refused before anything reads it.
+        if self.limits.headers_refused(inbound):
+            await self.refuse(scope, receive, send, Refusal(431))
+            return
+        if is_ambiguous(scope):
+            await self.refuse(scope, receive, send, Refusal(400))
+            return
+        # 4. Who is calling (anonymous when no credential is good); never a refusal itself.
+        cookie = await self.identity.identify(scope, inbound)
+        # 5-6. The route, and its rules.
+        route = self.routes.match(scope["path"])
+        refusal = self.guard.check(scope, route)
+        if refusal is not None:
+            await self.refuse(scope, receive, send, refusal)
+            return
+        # 7. The answer.
+        if route.kind == "product":
+            await self.product(route, scope, receive, send, cookie)
+        elif route.kind == "page":
+            await self.page(route, scope, receive, send, cookie)
+        elif route.kind == "bare":
+            await self.to_slash(scope, receive, send)
+        else:
+            await self.refuse(scope, receive, send, Refusal(404))
+
+    async def product(
+        self, route: PortalRoute, scope: Scope, receive: Receive, send: Send, cookie: bytes | None
+    ) -> None:
+        root_path = scope.get("root_path", "")
+        scope["app_root_path"] = scope.get("app_root_path", root_path)
+        scope["root_path"] = root_path + route.path
+        scope["portal"] = {"mount": route.path, "level": route.required()}
+        outgoing = Outgoing(
+            send, self.headers, product=True, cookie=cookie, cookie_name=self.cookie_name
+        )
+        assert route.app is not None
+        await self._answer(route.app, scope, receive, outgoing)
+
+    async def page(
+        self, route: PortalRoute, scope: Scope, receive: Receive, send: Send, cookie: bytes | None
+    ) -> None:
+        body = await self.limits.capped_body(scope, receive)
+        if body is None:
+            await self.refuse(scope, receive, send, Refusal(413))
+            return
+        outgoing = Outgoing(
+            send,
+            self.headers,
+            product=False,
+            no_store=scope["path"].startswith("/auth/"),
+            cookie=None if scope["path"].startswith("/static/") else cookie,
+            cookie_name=self.cookie_name,
+        )
+        assert route.app is not None
+        await self._answer(route.app, scope, body, outgoing)
+        if outgoing.status in DENIALS:  # a page's own refusal (a failed sign-in, a 405...)
+            await self.denials.record(scope, outgoing.status)
+
+    async def _answer(self, app: ASGIApp, scope: Scope, receive: Receive, send: Outgoing) -> None:
+        """Run the page or product; an error it lets out is logged here, and answered 500
+        (never a traceback) when it had not started its answer."""
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not send.status and scope["type"] == "http":
+                await refuse(scope, receive, send, 500, title=self.title)
+
+    async def to_slash(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A mount's bare path: 307 to its slash form (the method and body go along)."""
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = scope["path"] + "/" + (f"?{query}" if query else "")
+        outgoing = Outgoing(send, self.headers, product=False)
+        if scope["type"] != "http":
+            await refuse(scope, receive, outgoing, 404, title=self.title)
+            return
+        await send_response(outgoing, 307, b"", "text/plain", [(b"location", target.encode())])
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+        outgoing = Outgoing(send, self.headers, product=False)
+        await refuse(
+            scope, receive, outgoing, refusal.status, title=self.title, detail=refusal.text
+        )
+        # by what was answered: a browser sent to sign in (303) is not a denial
+        if outgoing.status in DENIALS or refusal.event != "denied":
+            await self.denials.record(scope, refusal.status, refusal.event, **refusal.detail)
+
+
+def _provider_bearer(runtime: Runtime) -> list[BearerAuthenticator]:
+    """The provider's access tokens, tried after the portal's own API tokens."""
+    if runtime.oidc is None:
+        return []
+    bearer = ProviderBearer(
+        runtime.oidc, db=runtime.db, directory=runtime.directory, levels=runtime.levels
     )
-    return Route(path, guard, methods=["GET", "HEAD"])
+    return [bearer]
 
 
-def _live_level(runtime: Runtime, path: str) -> Callable[[], str]:
-    return lambda: runtime.policy.level(path)
+def _form_targets(settings: Settings) -> tuple[str, ...]:
+    """Where the portal's forms may post besides itself: the OIDC provider (its logout)."""
+    oidc = settings.auth.oidc
+    if oidc is None:
+        return ()
+    parts = urlsplit(oidc.issuer)
+    return (f"{parts.scheme}://{parts.netloc}",) if parts.scheme and parts.netloc else ()
 
 
-def routes(runtime: Runtime) -> list[BaseRoute]:
-    title = runtime.settings.portal.title
-    pages: list[BaseRoute] = [
+def build_routes(runtime: Runtime) -> RouteTable:
+    mounts = []
+    for product in runtime.products:
+        path = product.mount.path
+
+        def required(path: str = path) -> str:
+            return runtime.policy.level(path)
+
+        # open sockets are judged again with the same rule for as long as they stay open
+        app = SocketSession(product.app, registry=runtime.sockets, required=required)
+        mounts.append(PortalRoute("product", app, required, path=path, csrf=product.mount.csrf))
+    return RouteTable(
+        pages=build_pages(runtime), catalogue_level=runtime.levels.lowest, mounts=mounts
+    )
+
+
+def build_pages(runtime: Runtime) -> Starlette:
+    """The portal's own pages. The route table has already chosen them and checked their level
+    (the catalogue at `/` needs the lowest signed-in level)."""
+    routes: list[BaseRoute] = [
         *(OIDCPages(runtime, runtime.oidc) if runtime.oidc else AuthPages(runtime)).routes(),
         *SystemPages(runtime).routes(),
-        _guarded_route("/", Catalogue(runtime).endpoint, runtime.levels.lowest, runtime),
+        Route("/", Catalogue(runtime).endpoint, methods=["GET", "HEAD"]),
         Mount("/static", StaticFiles(packages=[("portal_asgi", "static")]), name="static"),
     ]
-    # `/outer/inner` without its slash would match the Mount of `/outer`: every mount's bare
-    # path redirects to its slash form, ahead of all mounts, so the router never picks the outer.
-    redirects: list[BaseRoute] = [
-        Route(product.mount.path, _to_slash, methods=["GET", "HEAD"])
-        for product in runtime.products
-    ]
-    mounts: list[BaseRoute] = []
-    for product in runtime.products:  # already longest path first
-        path = product.mount.path
-        required = _live_level(runtime, path)
-        guard = LevelGuard(
-            # open sockets are judged again with the same rule, for as long as they stay open
-            SocketSession(product.app, registry=runtime.sockets, required=required),
-            path=path,
-            required=required,
-            levels=runtime.levels,
-            title=title,
-        )
-        mounts.append(Mount(path, app=guard))
-    return [*pages, *redirects, *mounts]
+    pages = Starlette(
+        routes=routes,
+        exception_handlers={404: _answer, 405: _answer, 500: _server_error},
+    )
+    pages.state.runtime = runtime
+    pages.state.title = runtime.settings.portal.title
+    return pages
 
 
-async def _to_slash(request: Request) -> Response:
-    query = request.url.query
-    target = request.url.path + "/" + (f"?{query}" if query else "")
-    return RedirectResponse(target, status_code=307)
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
+async def _answer(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return _AnswerResponse(status)
+    return _Refusal(status, request.app.state.title)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _AnswerResponse(500)
+    return _Refusal(500, request.app.state.title)
 
 
-class _AnswerResponse(Response):
+class _Refusal(Response):
     """A refusal from answers.py, as a Response for Starlette's exception handlers."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, title: str) -> None:
         super().__init__(status_code=status)
         self._status = status
+        self._title = title
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await refuse(scope, receive, send, self._status)
+        await refuse(scope, receive, send, self._status, title=self._title)
 
 
-def _websocket_origins(runtime: Runtime) -> tuple[str, ...]:
-    return (runtime.settings.portal.base_url, *runtime.settings.websocket.origins)
-
-
-def build_app(runtime: Runtime) -> Starlette:
-    identity: dict[str, Any] = {
-        "codec": runtime.codec,
-        "directory": runtime.directory,
-        "levels": runtime.levels,
-        "cookie": runtime.cookie,
-        "idle_timeout": runtime.settings.auth.idle_timeout,
-    }
-    if runtime.oidc is not None:  # the provider's access tokens, after the portal's own
-        identity["bearer"] = [
-            ProviderBearer(
-                runtime.oidc, db=runtime.db, directory=runtime.directory, levels=runtime.levels
-            )
-        ]
-    app = Starlette(
-        routes=routes(runtime),
-        middleware=[
-            *security_outer(runtime),  # headers, proxies, audit of denials, limits
-            Middleware(PathCheck),
-            Middleware(Identity, **identity),
-            Middleware(OriginCheck, allowed=_websocket_origins(runtime)),
-            *security_inner(runtime),  # cross-site request blocking
-        ],
-        exception_handlers={404: _not_found, 405: _not_found, 500: _server_error},
-    )
-    app.state.runtime = runtime
-    return app
+def build_app(runtime: Runtime) -> RequestPath:
+    return RequestPath(runtime)
 
 
 class Portal:
@@ -168,13 +287,13 @@ class Portal:
         return load_settings(self._source)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
+        app = self._app
+        if app is not None and scope["type"] != "lifespan":
+            await app(scope, receive, send)
+        elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-            return
-        if self._app is None:
+        else:
             await refuse(scope, receive, send, 503)
-            return
-        await self._app(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 
+from . import access
 from .answers import refuse
 from .directory import Directory
 from .levels import Levels
@@ -48,6 +49,8 @@ REASONS = {
     TOO_BIG: "message too big",
     GOING_AWAY: "portal shutting down",
 }
+# what a verdict of `access.py` closes an open socket with
+_CLOSE_CODES = {access.ENDED: SESSION_ENDED, access.BARRED: FORBIDDEN}
 CLOSE_TIMEOUT = 5.0  # a client that never answers our close frame does not hold its task forever
 
 
@@ -224,29 +227,11 @@ class SocketRegistry:
         await socket.finished()
 
     def verdict(self, socket: LiveSocket, now: float) -> int | None:
-        """The close code this socket has earned, or None while it may stay open."""
-        user = socket.user
-        required = socket.required()
-        if not isinstance(user, PortalUser):
-            return None if self.levels.allows(None, required) else SESSION_ENDED
-        # by name and id, as Identity judges a request: a deleted user's socket does not live
-        # on as whoever takes the name next
-        state = self.directory.holder(user.username, user.uid)
-        if state is not None and not state.active:
-            # checked before revocation (disabling also revokes): signing in again cannot help
-            return FORBIDDEN
-        if user.sid and self.directory.is_revoked(user.sid):
-            return SESSION_ENDED
-        if state is None and user.via != "provider":
-            return SESSION_ENDED  # the user was removed
-        if now >= socket.expires:
-            return SESSION_ENDED
-        # Portal sessions and tokens follow the directory's level, as Identity does for the next
-        # request; a provider's access token carries its level in its own claims.
-        held = state.level if state is not None and user.via != "provider" else user.level
-        if not self.levels.allows(held, required):
-            return FORBIDDEN
-        return None
+        """The close code this socket has earned, or None while it may stay open: the same
+        verdict a request gets at dispatch (`access.py`)."""
+        user = socket.user if isinstance(socket.user, PortalUser) else None
+        status = access.verdict(self.directory, self.levels, user, socket.required(), now)
+        return _CLOSE_CODES.get(status)
 
     def recheck(self) -> None:
         """Judge every open socket again: a directory listener, and the sweep."""
@@ -296,7 +281,7 @@ class SocketRegistry:
 
 
 class SocketSession:
-    """Pure ASGI, placed inside the LevelGuard: every WebSocket the guard let through is held in
+    """Pure ASGI, around a mounted product: every WebSocket the route's guard let through is held in
     the registry for as long as it is open. HTTP passes untouched."""
 
     def __init__(

@@ -54,9 +54,14 @@ def test_websocket_level_claim_raised_by_hand_gains_nothing(secure_portal: Runni
     runtime = runtime_of(secure_portal)
     claims = session_claims(secure_portal, "user-stable", lvl="admin", scope="access:admin")
     token = sign_es256({"alg": "ES256", "kid": runtime.key.kid}, claims, runtime.key.private_pem)
+    # a session token speaks only from the cookie (as a Bearer token it is no identity at all)
     assert (
-        handshake_status(secure_portal, "/ws-echo/ws", {"Authorization": f"Bearer {token}"}) == 403
+        handshake_status(secure_portal, "/ws-echo/ws", cookie_header(secure_portal, token)) == 403
     )
+    api = sign_es256(
+        {"alg": "ES256", "kid": runtime.key.kid}, {**claims, "typ": "api"}, runtime.key.private_pem
+    )
+    assert handshake_status(secure_portal, "/ws-echo/ws", {"Authorization": f"Bearer {api}"}) == 403
 
 
 @pytest.mark.parametrize(

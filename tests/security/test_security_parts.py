@@ -4,75 +4,39 @@ sampler's windows, and the settings that configure them."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from portal_asgi.audit import DenialSampler
-from portal_asgi.crosssite import MountTable, is_cross_site
 from portal_asgi.exceptions import SettingsError
-from portal_asgi.headers import SecurityHeaders
-from portal_asgi.proxies import TrustedProxies, is_forwarding_header
+from portal_asgi.middleware import inbound
+from portal_asgi.middleware.crosssite import is_cross_site
+from portal_asgi.middleware.headers import SecurityHeaders
+from portal_asgi.middleware.proxies import Proxies, is_forwarding_header
 from portal_asgi.settings import SecuritySettings, load_settings
-from portal_asgi.types import Message, Receive, Scope, Send
+from portal_asgi.types import Scope
 
 from ..servers import RunningPortal, settings_text
 
 
-async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
-    scope["seen"] = True
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"x-frame-options", b"SAMEORIGIN")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-def call(app: Any, scope: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    full = {
-        "type": "http",
-        "method": "GET",
-        "path": "/",
-        "headers": [],
-        "client": ("127.0.0.1", 1),
-    } | scope
-    asyncio.run(app(full, receive, send))
-    return sent, full
-
-
 def test_hsts_on_every_answer_over_https_and_form_action_names_the_provider() -> None:
     """ASVS 9.1.1 (HSTS); the CSP lets logout reach the provider's end_session_endpoint."""
-    app = SecurityHeaders(
-        _ok,
-        is_product=lambda scope: scope.get("path", "").startswith("/product"),
+    policy = SecurityHeaders(
         product_headers=(("x-content-type-options", "nosniff"),),
         https=True,
         hsts_max_age=600,
         form_targets=("https://idp.example",),
     )
-    for path in ("/auth/login", "/product/x"):
-        sent, _ = call(app, {"path": path})
-        headers = dict(sent[0]["headers"])
+    own = [(b"x-frame-options", b"SAMEORIGIN")]
+    for product in (False, True):
+        headers = dict(policy.headers_for(list(own), product=product))
         assert headers[b"strict-transport-security"] == b"max-age=600"
-    sent, _ = call(app, {"path": "/auth/login"})
-    headers = dict(sent[0]["headers"])
+    headers = dict(policy.headers_for(list(own), product=False, no_store=True))
     assert b"form-action 'self' https://idp.example;" in headers[b"content-security-policy"]
     assert headers[b"cache-control"] == b"no-store"
-    sent, _ = call(app, {"path": "/product/x"})
-    headers = dict(sent[0]["headers"])
+    headers = dict(policy.headers_for(list(own), product=True))
     assert (
         headers[b"x-frame-options"] == b"SAMEORIGIN" and b"content-security-policy" not in headers
     )
@@ -80,19 +44,23 @@ def test_hsts_on_every_answer_over_https_and_form_action_names_the_provider() ->
 
 def test_trusted_proxy_chain_with_ipv6_ports_and_malformed_hops() -> None:
     """uvicorn's --forwarded-allow-ips semantics, networks included."""
-    proxies = TrustedProxies(_ok, trusted=["10.0.0.0/8", "::1"])
+    proxies = Proxies(["10.0.0.0/8", "::1"])
     assert proxies.client_from(["2001:db8::5, 10.1.2.3"], "::1") == "2001:db8::5"
     assert proxies.client_from(["198.51.100.7:5555, [2001:db8::9]:80"], "10.0.0.1") == "2001:db8::9"
     assert proxies.client_from(["203.0.113.1, junk"], "10.0.0.1") == "10.0.0.1"
     assert proxies.client_from(["10.0.0.2, 10.0.0.3"], "10.0.0.1") == "10.0.0.2"
-    _, scope = call(
-        proxies,
-        {
-            "client": ("192.0.2.1", 1),
-            "headers": [(b"x-forwarded-for", b"1.2.3.4"), (b"x-forwarded-proto", b"https")],
-        },
-    )
-    assert scope["client"] == ("192.0.2.1", 1) and scope["headers"] == [] and "scheme" not in scope
+    scope: Scope = {
+        "type": "http",
+        "client": ("192.0.2.1", 1),
+        "headers": [(b"x-forwarded-for", b"1.2.3.4"), (b"x-forwarded-proto", b"https")],
+    }
+    read = inbound.read(scope)
+    proxies.apply(scope, read)
+    assert scope["client"] == ("192.0.2.1", 1) and read.headers == [] and "scheme" not in scope
+    scope["client"] = ("10.9.9.9", 1)
+    read = inbound.read(scope)
+    proxies.apply(scope, read)
+    assert scope["client"] == ("1.2.3.4", 0) and scope["scheme"] == "https"
     assert is_forwarding_header(b"X_Forwarded_For") and is_forwarding_header(b"forwarded")
     assert not is_forwarding_header(b"x-portal-user")
 
@@ -109,9 +77,6 @@ def test_fetch_metadata_decides_before_origin() -> None:
     assert is_cross_site(scope(origin="https://portal.example.evil.example"), origin)
     assert not is_cross_site(scope(origin="https://PORTAL.example:443"), origin)
     assert not is_cross_site(scope(), origin)
-    table = MountTable([("/api", False), ("/api/strict", True), ("/app", True)])
-    assert not table.protected("/api") and not table.protected("/api/x")
-    assert table.protected("/api/strict/x") and table.protected("/apix") and table.protected("/")
 
 
 def test_denial_sampler_caps_each_window_and_reports_the_rest() -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .. import audit
+from .. import audit, claims
 from ..db import store
 from ..exceptions import DatabaseUnavailable, UserError
 from ..passwords import Hashing, HashingBusy
@@ -42,28 +43,31 @@ def issue_session(
     directory's current holder of `username` is taken."""
     now = int(time.time())
     auth = runtime.settings.auth
-    absolute = now + int(auth.session_lifetime)
-    exp = min(now + int(auth.idle_timeout), absolute)
     directory = runtime.directory
     state = directory.user(username) if uid is None else directory.holder(username, uid)
-    level = state.level if state else runtime.levels.lowest
-    token = runtime.codec.sign(
-        {
-            "typ": "session",
-            "sub": username,
-            # a token names its user by id too: a later user of the same name is someone else
-            "uid": uid if uid is not None else (state.uid if state else ""),
-            "name": state.name if state else "",
-            "email": state.email if state else "",
-            "lvl": level,
-            "scope": " ".join(runtime.levels.scopes(level)),
-            "sid": sid,
-            "iat": now,
-            "exp": exp,
-            "sxp": absolute,
-        }
+    holder = state or _Unknown(uid or "", runtime.levels.lowest)
+    session = claims.session(
+        runtime.levels,
+        username,
+        holder,
+        sid=sid,
+        now=now,
+        idle_timeout=auth.idle_timeout,
+        lifetime=auth.session_lifetime,
     )
-    response.headers.append("set-cookie", runtime.cookie.set(token, max_age=exp - now).decode())
+    token = runtime.codec.sign(session)
+    cookie = runtime.cookie.set(token, max_age=session["exp"] - now)
+    response.headers.append("set-cookie", cookie.decode())
+
+
+@dataclass(frozen=True, slots=True)
+class _Unknown:
+    """A user the directory has not learnt of yet (its feed is a poll behind the write)."""
+
+    uid: str
+    level: str
+    email: str = ""
+    name: str = ""
 
 
 class AuthPages:

@@ -1,0 +1,156 @@
+"""Who is calling, from the session cookie or a Bearer token. Sets `scope["user"]` and
+`scope["auth"]`, adds the trusted `X-Portal-*` headers (the client's own were dropped in
+`inbound.py`), and says when the session cookie must be re-issued. It never refuses: a caller
+without a valid credential is anonymous, and the route decides what anonymous may reach."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import access, claims
+from ..cookies import SessionCookie, read_cookie
+from ..directory import Directory
+from ..exceptions import TokenError, UnknownKey
+from ..levels import Levels
+from ..tokens import TokenCodec
+from ..types import Scope
+from ..user import AuthCredentials, PortalUser, UnauthenticatedUser
+from .inbound import Inbound
+
+logger = logging.getLogger("portal_asgi.identity")
+
+# Where each kind of portal token may come from (RFC 8725 section 3.11, explicit typing): a
+# session token only from the cookie, an API token only from `Authorization: Bearer`. A session
+# JWT read from a page (or a log) does not become a Bearer token, and an API token is not a
+# session (it has no idle timeout and no CSRF protection).
+TOKEN_TYPES = {"session": claims.SESSION, "token": claims.API}
+
+# A further way to accept a Bearer token (an OIDC provider's access tokens): returns the user,
+# or None when the token is not one it knows.
+BearerAuthenticator = Callable[[str], Awaitable[PortalUser | None]]
+
+ANONYMOUS = UnauthenticatedUser()
+NO_SCOPES = AuthCredentials()
+
+
+class Identity:
+    def __init__(
+        self,
+        *,
+        codec: TokenCodec,
+        directory: Directory,
+        levels: Levels,
+        cookie: SessionCookie,
+        idle_timeout: float,
+        bearer: list[BearerAuthenticator] | None = None,
+    ) -> None:
+        self.codec = codec
+        self.directory = directory
+        self.levels = levels
+        self.cookie = cookie
+        self.idle_timeout = idle_timeout
+        self.bearer = bearer or []
+        self._scopes: dict[str, AuthCredentials] = {}
+
+    async def identify(self, scope: Scope, inbound: Inbound) -> bytes | None:
+        """Set who is calling; the re-issued session cookie to send, when one is due."""
+        user, session = await self.authenticate(scope, inbound)
+        if user is None:
+            scope["user"], scope["auth"] = ANONYMOUS, NO_SCOPES
+            return None
+        scope["user"], scope["auth"] = user, self._credentials(user.level)
+        inbound.headers += [
+            (b"x-portal-user", _header_value(user.username)),
+            (b"x-portal-email", _header_value(user.email)),
+            (b"x-portal-level", _header_value(user.level)),
+        ]
+        if session is None or scope["type"] != "http":
+            return None
+        now = time.time()
+        if not claims.needs_refresh(session, now=now, idle_timeout=self.idle_timeout):
+            return None
+        fresh = claims.refreshed(
+            self.levels, session, user, now=int(now), idle_timeout=self.idle_timeout
+        )
+        return self.cookie.set(self.codec.sign(fresh), max_age=fresh["exp"] - int(now))
+
+    def _credentials(self, level: str) -> AuthCredentials:
+        found = self._scopes.get(level)
+        if found is None:
+            found = AuthCredentials(["authenticated", *self.levels.scopes(level)])
+            self._scopes[level] = found
+        return found
+
+    async def authenticate(
+        self, scope: Scope, inbound: Inbound
+    ) -> tuple[PortalUser | None, dict[str, Any] | None]:
+        """The caller, and the claims of their session cookie when that is what spoke for them."""
+        scheme, _, token = inbound.authorization.partition(" ")
+        # Only a Bearer token speaks for the caller here; another scheme (Basic from an auth
+        # proxy in front of the portal) is not ours, and the session cookie decides.
+        if scheme.lower() == "bearer":
+            bearer = token.strip()
+            if not bearer:
+                return None, None
+            found = self._from_portal_token(bearer, via="token", scope=scope)
+            if found is not None:
+                return found[0], None
+            for authenticate in self.bearer:
+                user = await authenticate(bearer)
+                if user is not None:
+                    standing = access.standing(self.directory, user, time.time())
+                    return (user if standing == access.GOOD else None), None
+            return None, None
+        cookie = read_cookie(inbound.cookie, self.cookie.name) if inbound.cookie else None
+        if cookie:
+            return self._from_portal_token(cookie, via="session", scope=scope) or (None, None)
+        return None, None
+
+    def _from_portal_token(
+        self, token: str, *, via: str, scope: Scope
+    ) -> tuple[PortalUser, dict[str, Any]] | None:
+        try:
+            found = self.codec.verify(token)
+        except UnknownKey as exc:
+            # Under another key a Bearer token may be the provider's: the provider check logs it.
+            if via == "session" or not self.bearer:
+                logger.info("token refused: %s (path %s)", exc, scope.get("path"))
+            return None
+        except TokenError as exc:
+            if via == "session" or token.count(".") == 2:
+                logger.info("token refused: %s (path %s)", exc, scope.get("path"))
+            return None
+        if found.get("typ") != TOKEN_TYPES[via]:
+            where = "the session cookie" if via == "session" else "an Authorization header"
+            logger.info("token refused: a %r token in %s", found.get("typ"), where)
+            return None
+        now = time.time()
+        if via == "session" and not float(found.get("sxp", found["exp"])) > now:
+            # the absolute lifetime, whatever `exp` says: no refresh may carry a session past it
+            logger.info("token refused: session past its absolute lifetime")
+            return None
+        state = self.directory.holder(str(found["sub"]), found["uid"])
+        if state is None:
+            return None
+        user = PortalUser(
+            username=str(found["sub"]),
+            uid=state.uid,
+            level=state.level,
+            email=state.email,
+            name=state.name,
+            sid=found["sid"],
+            via=via,
+            expires=float(found["exp"]),
+        )
+        if access.standing(self.directory, user, now) != access.GOOD:
+            return None
+        return user, found
+
+
+def _header_value(value: str) -> bytes:
+    if not value.isprintable():  # no CR/LF (or other controls) into a header a product reads
+        value = "".join(ch for ch in value if ch.isprintable())
+    return value.encode("utf-8")
