@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 OIDC_PROVIDER := tests/oidc/node_modules/.installed
 
-.PHONY: run test lint format bench bench-http bench-wsgi wrk clean setup browser nginx
+.PHONY: run test lint format bench bench-http bench-wsgi bench-request wrk clean setup browser nginx
 
 setup: $(STAMP)
 
@@ -51,8 +51,8 @@ wrk:
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
 
 # WebSocket capacity and echo round trip, portal against the bare app (docs/websockets.md);
-# runs bench-http and bench-wsgi first.
-bench: $(STAMP) bench-http bench-wsgi
+# runs bench-http, bench-wsgi and bench-request first.
+bench: $(STAMP) bench-http bench-wsgi bench-request
 	$(BIN)/python bench/ws_bench.py
 
 # The WSGI bridge against plain a2wsgi and through the portal, with wrk; results in
@@ -60,6 +60,12 @@ bench: $(STAMP) bench-http bench-wsgi
 bench-wsgi: $(STAMP) wrk
 	$(BIN)/python bench/bridge_inprocess.py
 	$(BIN)/python bench/wsgi_bench.py
+
+# Requests/s of the request path with wrk: hello products bare, through the portal, refused, behind
+# the original stack (gunicorn), at the end of 200 mounts, and the worker's memory; results in
+# bench/results/ (docs/performance.md). About four minutes.
+bench-request: $(STAMP) wrk
+	$(BIN)/python bench/request_bench.py
 
 # What the portal costs an HTTP request, against the bare products (docs/performance.md).
 bench-http: $(STAMP)

@@ -1,5 +1,6 @@
-"""What the benchmarks share: free loopback ports, uvicorn in a subprocess, a portal settings file
-and its CLI, signing in through the login form, and the p99 of a sample."""
+"""What the benchmarks share: free loopback ports, uvicorn (or another server) in a subprocess and
+the CPU time it used, a portal settings file and its CLI, signing in through the login form, and
+the p99 of a sample."""
 
 from __future__ import annotations
 
@@ -62,6 +63,16 @@ def uvicorn(
     Its standard error goes to `log` when given (the audit log's JSON lines, warnings)."""
     command = [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port), *options]
     command += ["--log-level", "warning", "--no-access-log", "--app-dir", str(ROOT)]
+    with server(command, port, env, log=log) as process:
+        yield process
+
+
+@contextmanager
+def server(
+    command: list[str], port: int, env: dict[str, str], *, log: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Any HTTP server `command` listening on 127.0.0.1:`port`, run from the repository root,
+    until it answers HTTP; stopped on exit (SIGTERM). Its standard error goes to `log`."""
     stderr = log.open("a") if log is not None else None
     process = subprocess.Popen(
         command, cwd=ROOT, env={**os.environ, **env}, text=True, stderr=stderr
@@ -75,7 +86,7 @@ def uvicorn(
             except httpx2.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     told = log.read_text()[-2000:] if log is not None else ""
-                    raise RuntimeError(f"{app} did not start\n{told}") from None
+                    raise RuntimeError(f"{' '.join(command)} did not start\n{told}") from None
                 time.sleep(0.1)
         yield process
     finally:
@@ -95,6 +106,27 @@ def login(base: str, username: str, password: str) -> str:
         answer = client.post("/auth/login", data=fields | {"next": "/"})
         assert answer.status_code == 303, answer.text
         return str(client.cookies["portal_session"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) used so far by `pid`, its threads and its child processes (a
+    gunicorn worker, say), from /proc: what a server spent, however busy the rest of the core."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        number = int(stat.parent.name)
+        parents[number] = int(fields[1])
+        ticks[number] = int(fields[11]) + int(fields[12])  # utime + stime
+    tree, total = [pid], 0
+    while tree:
+        current = tree.pop()
+        total += ticks.get(current, 0)
+        tree += [child for child, parent in parents.items() if parent == current]
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def p99(samples: list[float]) -> float:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from common import ROOT, cli, free_port, uvicorn, write_settings
+from common import ROOT, cli, cpu_seconds, free_port, uvicorn, write_settings
 
 USER = "bench"
 SETTINGS = """
@@ -62,6 +62,8 @@ class Variant:
     port: int
     path: str
     headers: tuple[str, ...] = ()
+    status: int = 200  # what it must answer; handed to the wrk script (`-- STATUS`) to check
+    pid: int = 0  # the server's process: when given, its CPU time during the run is counted too
 
 
 def pin(pid: int, cpu: str) -> None:
@@ -76,13 +78,17 @@ def run_wrk(
     command += ["-s", str(script), "--timeout", "10s"]
     for header in ("Accept: application/json", *variant.headers):
         command += ["-H", header]
-    command.append(f"http://127.0.0.1:{variant.port}{variant.path}")
+    command += [f"http://127.0.0.1:{variant.port}{variant.path}", "--", str(variant.status)]
+    used = cpu_seconds(variant.pid) if variant.pid else 0.0
     done = subprocess.run(command, check=True, capture_output=True, text=True)
+    used = cpu_seconds(variant.pid) - used if variant.pid else 0.0
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
     figures: dict[str, float] = json.loads(line.removeprefix("WRK_JSON "))
     if figures["status_errors"] or figures["socket_errors"] or not figures["requests"]:
         raise RuntimeError(f"{variant.name}: wrk saw errors: {figures}\n{done.stdout}")
     figures["rps"] = figures["requests"] / figures["seconds"]
+    if used:  # requests a second of the server's CPU: steadier than rps on a shared core
+        figures["server_cpu"], figures["rps_cpu"] = used, figures["requests"] / used
     return figures
 
 
