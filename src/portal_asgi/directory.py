@@ -1,5 +1,6 @@
 """What every worker knows without asking the database: users' levels and states, revoked
-sessions, product-level overrides. Loaded once, then kept fresh by polling the change feed.
+sessions, product-level overrides, and (when they live in the database) the signing keys. Loaded
+once, then kept fresh by polling the change feed.
 
 A request never queries the database; a change made by another worker or the CLI reaches this one
 within one feed interval, a change made by this worker at once (`refresh()` after the write).
@@ -26,6 +27,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,6 +44,16 @@ Clock = Callable[[], dt.datetime]  # naive UTC, as the database stores times
 NEVER = dt.datetime.max  # the expiry of a revocation whose session row was not read yet
 
 
+class Keys(Protocol):
+    """The signing keys, when the database holds them (`signing.KeyKeeper`): reloaded with every
+    snapshot, when the feed says they changed, and when `due` (a key starts signing, or may
+    have stopped verifying: time alone changes that, without a change in the feed)."""
+
+    def due(self, now: dt.datetime) -> bool: ...
+    async def load(self, now: dt.datetime | None = None) -> None: ...
+    async def prune(self, now: dt.datetime | None = None) -> list[str]: ...
+
+
 class Directory:
     def __init__(
         self,
@@ -54,6 +66,7 @@ class Directory:
         prune_every: float = 10 * 60,
         max_pending: int = 10_000,
         clock: Clock = utcnow,
+        keys: Keys | None = None,
     ) -> None:
         if retention <= 2 * horizon:
             raise ValueError("the change feed's retention must be well above its horizon")
@@ -65,11 +78,14 @@ class Directory:
         self.prune_every = dt.timedelta(seconds=prune_every)
         self.max_pending = max_pending
         self.clock = clock
+        self.keys = keys
         self.users: dict[str, store.UserState] = {}
         self.revoked: dict[str, dt.datetime] = {}  # sid -> when its tokens have all expired
         self.mount_levels: dict[str, str] = {}
         self.loaded = False
         self.last_change = 0
+        # bumped at every change: what was judged against an older version is judged again
+        self.version = 0
         self.last_poll: float | None = None  # time.monotonic() of the last good poll (/readyz)
         self.pending: dict[int, dt.datetime] = {}  # change id -> when it was first missed
         self._loaded_at = dt.datetime.min
@@ -118,6 +134,7 @@ class Directory:
         this worker at once, and written to the database by the feed as soon as it answers."""
         self.revoked[sid] = NEVER
         self._unrecorded.add(sid)
+        self.version += 1
 
     async def _record_revocations(self) -> None:
         for sid in sorted(self._unrecorded):
@@ -137,6 +154,10 @@ class Directory:
         snap = await store.snapshot(
             self.db, now=now, horizon=self.horizon, max_missing=self.max_pending
         )
+        if self.keys is not None:
+            # after the snapshot: a key change it counts as read is in the table by now, and
+            # one still pending below it is read again when it appears
+            await self.keys.load(now)
         self.users = {name: state for name, state in snap.users.items() if state is not None}
         unrecorded = {sid: self.revoked.get(sid, NEVER) for sid in self._unrecorded}
         self.revoked = snap.revoked | unrecorded
@@ -187,6 +208,9 @@ class Directory:
     async def _poll(self, now: dt.datetime) -> bool:
         self._expire_pending(now)
         snap = await store.changes_since(self.db, self.last_change, pending=self.pending.keys())
+        # keys first: should reading them fail, the key change is read again at the next poll
+        if self.keys is not None and ((snap is not None and snap.keys) or self.keys.due(now)):
+            await self.keys.load(now)
         self._polled_at = now
         if snap is None:
             return False
@@ -225,9 +249,12 @@ class Directory:
         now = self.clock()
         self._pruned_at = now
         self.forget_expired(now)
+        if self.keys is not None:
+            await self.keys.prune(now)
         return await store.prune(self.db, retention=self.retention, now=now, horizon=self.horizon)
 
     def _notify(self) -> None:
+        self.version += 1
         for listener in self._listeners:
             listener()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PUBLIC = "public"
 
@@ -14,6 +14,11 @@ class Levels:
 
     configured: tuple[str, ...]
     prefix: str = "access:"
+    _ranks: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # asked at every request: a dictionary, not a search of the tuple
+        object.__setattr__(self, "_ranks", {name: i for i, name in enumerate(self.names)})
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -33,18 +38,16 @@ class Levels:
 
     def rank(self, level: str) -> int:
         """Position of a level; unknown levels rank below public, so they reach nothing."""
-        try:
-            return self.names.index(level)
-        except ValueError:
-            return -1
+        return self._ranks.get(level, -1)
 
     def allows(self, held: str | None, required: str) -> bool:
         """True when a user holding `held` (None: anonymous) may reach a mount at `required`."""
         if required == PUBLIC:
             return True
-        if held is None or held not in self.configured:
+        if held is None:
             return False
-        return self.rank(held) >= self.rank(required) >= 1
+        ranks = self._ranks
+        return ranks.get(held, 0) >= ranks.get(required, len(ranks)) >= 1
 
     def scopes(self, level: str) -> list[str]:
         """Cumulative scopes: `devel` gives `access:stable access:ea access:devel`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import access, claims
@@ -34,6 +35,18 @@ BearerAuthenticator = Callable[[str], Awaitable[PortalUser | None]]
 
 ANONYMOUS = UnauthenticatedUser()
 NO_SCOPES = AuthCredentials()
+CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A portal token already judged, while the directory has not changed since."""
+
+    version: int  # `Directory.version` it was judged against
+    ends: float  # when it stops speaking for its user: `exp`, and `sxp` for a session
+    user: PortalUser
+    claims: dict[str, Any]
+    headers: tuple[tuple[bytes, bytes], ...]  # the trusted X-Portal-* headers
 
 
 class Identity:
@@ -54,19 +67,21 @@ class Identity:
         self.idle_timeout = idle_timeout
         self.bearer = bearer or []
         self._scopes: dict[str, AuthCredentials] = {}
+        self._known: dict[str, Known] = {}  # token -> verdict, oldest first
 
     async def identify(self, scope: Scope, inbound: Inbound) -> bytes | None:
         """Set who is calling; the re-issued session cookie to send, when one is due."""
-        user, session = await self.authenticate(scope, inbound)
-        if user is None:
+        found = await self.authenticate(scope, inbound)
+        if found is None:
             scope["user"], scope["auth"] = ANONYMOUS, NO_SCOPES
             return None
+        if isinstance(found, PortalUser):  # the provider's access token
+            user, headers, session = found, tuple(_trusted_headers(found)), None
+        else:
+            user, headers = found.user, found.headers
+            session = found.claims if user.via == "session" else None
         scope["user"], scope["auth"] = user, self._credentials(user.level)
-        inbound.headers += [
-            (b"x-portal-user", _header_value(user.username)),
-            (b"x-portal-email", _header_value(user.email)),
-            (b"x-portal-level", _header_value(user.level)),
-        ]
+        inbound.headers += headers
         if session is None or scope["type"] != "http":
             return None
         now = time.time()
@@ -84,30 +99,54 @@ class Identity:
             self._scopes[level] = found
         return found
 
-    async def authenticate(
-        self, scope: Scope, inbound: Inbound
-    ) -> tuple[PortalUser | None, dict[str, Any] | None]:
-        """The caller, and the claims of their session cookie when that is what spoke for them."""
+    async def authenticate(self, scope: Scope, inbound: Inbound) -> Known | PortalUser | None:
+        """The portal token that speaks for the caller, or the provider's user, or None."""
         scheme, _, token = inbound.authorization.partition(" ")
         # Only a Bearer token speaks for the caller here; another scheme (Basic from an auth
         # proxy in front of the portal) is not ours, and the session cookie decides.
         if scheme.lower() == "bearer":
             bearer = token.strip()
             if not bearer:
-                return None, None
-            found = self._from_portal_token(bearer, via="token", scope=scope)
+                return None
+            found = self._portal_token(bearer, via="token", scope=scope)
             if found is not None:
-                return found[0], None
+                return found
             for authenticate in self.bearer:
                 user = await authenticate(bearer)
                 if user is not None:
                     standing = access.standing(self.directory, user, time.time())
-                    return (user if standing == access.GOOD else None), None
-            return None, None
+                    return user if standing == access.GOOD else None
+            return None
         cookie = read_cookie(inbound.cookie, self.cookie.name) if inbound.cookie else None
         if cookie:
-            return self._from_portal_token(cookie, via="session", scope=scope) or (None, None)
-        return None, None
+            return self._portal_token(cookie, via="session", scope=scope)
+        return None
+
+    def _portal_token(self, token: str, *, via: str, scope: Scope) -> Known | None:
+        """The portal token's verdict: from the cache while nothing changed, else judged now."""
+        now = time.time()
+        known = self._known.get(token)
+        if (
+            known is not None
+            and known.version == self.directory.version
+            and now < known.ends
+            and known.user.via == via
+        ):
+            return known
+        version = self.directory.version  # read first: a change meanwhile makes it stale
+        found = self._from_portal_token(token, via=via, scope=scope)
+        if found is None:
+            self._known.pop(token, None)
+            return None
+        user, claims = found
+        ends = float(claims["exp"])
+        if via == "session":
+            ends = min(ends, float(claims.get("sxp", ends)))
+        known = Known(version, ends, user, claims, tuple(_trusted_headers(user)))
+        if len(self._known) >= CACHE_SIZE:
+            del self._known[next(iter(self._known))]
+        self._known[token] = known
+        return known
 
     def _from_portal_token(
         self, token: str, *, via: str, scope: Scope
@@ -148,6 +187,14 @@ class Identity:
         if access.standing(self.directory, user, now) != access.GOOD:
             return None
         return user, found
+
+
+def _trusted_headers(user: PortalUser) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-portal-user", _header_value(user.username)),
+        (b"x-portal-email", _header_value(user.email)),
+        (b"x-portal-level", _header_value(user.level)),
+    ]
 
 
 def _header_value(value: str) -> bytes:
