@@ -3,13 +3,11 @@ provider (client credentials), and forgeries of them."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -21,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from portal_asgi.db import store
+from portal_asgi.jose_utils import b64url_encode, unverified_claims, unverified_header
 
 from .oidc.browser import Browser, user_access_token
 from .oidc.harness import (
@@ -29,6 +28,7 @@ from .oidc.harness import (
     MACHINE_ES,
     OTHER_APP,
     Provider,
+    client_credentials_token,
     oidc_portal,
     oidc_settings,
     start_provider,
@@ -49,27 +49,7 @@ def portal(
 def access_token(
     provider: Provider, client: tuple[str, str] = MACHINE, scope: str = "access:stable access:ea"
 ) -> str:
-    response = httpx2.post(
-        provider.issuer + "/token",
-        auth=client,
-        data={"grant_type": "client_credentials", "resource": AUDIENCE, "scope": scope},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _claims(token: str) -> dict[str, Any]:
-    segment = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    )
-    return claims
+    return client_credentials_token(provider, client, scope)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -90,7 +70,7 @@ def test_provider_access_token_reaches_mounts_up_to_its_level(
 
 def test_es256_access_token_is_accepted(portal: RunningPortal, oidc_provider: Provider) -> None:
     token = access_token(oidc_provider, MACHINE_ES, scope="access:stable access:ea access:devel")
-    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["alg"] == "ES256"
+    assert unverified_header(token)["alg"] == "ES256"
     with portal.client() as client:
         ok = client.get("/devel/whoami", headers=bearer(token))
         assert ok.status_code == 200 and ok.json()["level"] == "devel"
@@ -100,7 +80,7 @@ def test_rejects_token_signed_by_another_key_under_the_providers_kid(
     portal: RunningPortal, oidc_provider: Provider
 ) -> None:
     # RFC 8725 section 3.3: a valid-looking token is only as good as its signature.
-    real = _claims(access_token(oidc_provider))
+    real = unverified_claims(access_token(oidc_provider))
     claims = real | {"scope": "access:stable access:ea access:devel access:admin"}
     other = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})
     forged = jwt.encode({"alg": "RS256", "kid": "rsa-1", "typ": "at+jwt"}, claims, other)
@@ -119,12 +99,12 @@ def test_rejects_hs256_signed_with_the_providers_public_key(
     public = JWKRegistry.import_key(rsa)
     assert isinstance(public, RSAKey)
     pem = public.as_pem(private=False)
-    claims = _claims(access_token(oidc_provider)) | {"scope": "access:admin"}
+    claims = unverified_claims(access_token(oidc_provider)) | {"scope": "access:admin"}
     for secret in (pem, pem.strip(), json.dumps(rsa).encode()):
-        header = _b64(json.dumps({"alg": "HS256", "kid": rsa["kid"]}).encode())
-        body = _b64(json.dumps(claims).encode())
+        header = b64url_encode(json.dumps({"alg": "HS256", "kid": rsa["kid"]}).encode())
+        body = b64url_encode(json.dumps(claims).encode())
         mac = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
-        forged = f"{header}.{body}.{_b64(mac)}"
+        forged = f"{header}.{body}.{b64url_encode(mac)}"
         with portal.client() as client:
             assert client.get("/top/whoami", headers=bearer(forged)).status_code == 401
     serialization.load_pem_public_key(pem)  # it was a real public key
@@ -132,9 +112,9 @@ def test_rejects_hs256_signed_with_the_providers_public_key(
 
 def test_rejects_unsigned_token(portal: RunningPortal, oidc_provider: Provider) -> None:
     # RFC 8725 section 3.1: "none" is not an algorithm the portal accepts.
-    claims = _claims(access_token(oidc_provider)) | {"scope": "access:admin"}
-    header = _b64(json.dumps({"alg": "none", "kid": "rsa-1"}).encode())
-    for forged in (f"{header}.{_b64(json.dumps(claims).encode())}.", f"{header}.x.y"):
+    claims = unverified_claims(access_token(oidc_provider)) | {"scope": "access:admin"}
+    header = b64url_encode(json.dumps({"alg": "none", "kid": "rsa-1"}).encode())
+    for forged in (f"{header}.{b64url_encode(json.dumps(claims).encode())}.", f"{header}.x.y"):
         with portal.client() as client:
             assert client.get("/stable/whoami", headers=bearer(forged)).status_code == 401
 
@@ -149,7 +129,7 @@ def test_rejects_id_token_used_as_access_token(portal: RunningPortal) -> None:
     id_token = URLSafeTimedSerializer("unused").load_payload(hint.rsplit(".", 2)[0].encode())[
         "id_token"
     ]
-    assert _claims(id_token)["aud"] == "portal"
+    assert unverified_claims(id_token)["aud"] == "portal"
     with portal.client() as client:
         assert client.get("/stable/whoami", headers=bearer(id_token)).status_code == 401
 
@@ -160,7 +140,7 @@ def test_rejects_token_from_another_provider_with_the_same_kid(
     # RFC 8725 section 3.8: the issuer is checked, and keys are the configured issuer's only.
     with start_provider(tmp_path) as stranger:
         token = access_token(stranger)
-        assert _claims(token)["aud"] == AUDIENCE
+        assert unverified_claims(token)["aud"] == AUDIENCE
         with portal.client() as client:
             assert client.get("/stable/whoami", headers=bearer(token)).status_code == 401
 
@@ -203,12 +183,13 @@ def test_users_access_token_is_named_as_the_portal_knows_them(
     with oidc_portal(
         tmp_path, oidc_provider, level_claim="groups", level_prefix="portal-"
     ) as running:
+        running.add_user("admin", "admin")  # a local account the impostor's name collides with
         with Browser(running.url) as browser:
             assert browser.login("impostor").status_code == 303
             portal_name = browser.get("/top/whoami").json()["user"]
         assert portal_name.startswith("admin~")
         token = user_access_token(oidc_provider.issuer, "impostor", OTHER_APP, AUDIENCE)
-        assert _claims(token)["sub"] == "impostor"
+        assert unverified_claims(token)["sub"] == "impostor"
         with running.client() as client:
             whoami = client.get("/top/whoami", headers=bearer(token))
             assert whoami.status_code == 200

@@ -3,24 +3,16 @@ and post_logout_redirect_uri), against the real provider."""
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from pathlib import Path
 from urllib.parse import urljoin
+
+from portal_asgi.jose_utils import unverified_claims
 
 from .oidc.browser import Browser, query
 from .oidc.harness import Provider, audit_events, oidc_portal
 
 JSON = {"accept": "application/json"}
-
-
-def _claims(token: str) -> dict[str, object]:
-    segment = token.split(".")[1]
-    claims: dict[str, object] = json.loads(
-        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    )
-    return claims
 
 
 def test_logout_ends_the_portal_session_and_the_providers(
@@ -40,7 +32,7 @@ def test_logout_ends_the_portal_session_and_the_providers(
         assert location.startswith(oidc_provider.issuer + "/session/end?")
         params = query(location)
         assert params["post_logout_redirect_uri"] == portal.url + "/"
-        hint = _claims(params["id_token_hint"])
+        hint = unverified_claims(params["id_token_hint"])
         assert hint["aud"] == "portal" and hint["sub"] == "okta-groups"
         cookies = out.headers.get_list("set-cookie")
         assert any(c.startswith("portal_session=;") and "Max-Age=0" in c for c in cookies)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from sqlalchemy import select
 
 from portal_asgi.db.engine import Database
@@ -33,6 +34,13 @@ OTHER_APP = ("other-app", "other-app-secret")
 PORTAL_USERINFO = ("portal-userinfo", "portal-userinfo-secret")
 MACHINE = ("machine", "machine-secret")
 MACHINE_ES = ("machine-es", "machine-es-secret")
+# Clients whose tokens the provider shapes as Amazon Cognito does (no `aud`; `client_id`,
+# `token_use`): the portal's app client, and machine clients for the Bearer tests.
+PORTAL_COGNITO = ("portal-cognito", "portal-cognito-secret")
+COGNITO_MACHINE = ("cognito-machine", "cognito-machine-secret")
+COGNITO_STRANGER = ("cognito-stranger", "cognito-stranger-secret")  # not a client of the portal
+COGNITO_WRONG_USE = ("cognito-wrong-use", "cognito-wrong-use-secret")  # token_use = "id"
+COGNITO_EXPIRED = ("cognito-expired", "cognito-expired-secret")  # expired an hour ago
 
 
 @dataclass
@@ -108,8 +116,23 @@ def start_provider(log_dir: Path, *, audience: str = AUDIENCE) -> Iterator[Provi
         provider.stop()
 
 
+def client_credentials_token(
+    provider: Provider, client: tuple[str, str], scope: str = "access:stable access:ea"
+) -> str:
+    """An access token of a machine client (client credentials grant) for the API audience."""
+    response = httpx2.post(
+        provider.issuer + "/token",
+        auth=client,
+        data={"grant_type": "client_credentials", "resource": AUDIENCE, "scope": scope},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
 def oidc_settings(
-    provider: Provider,
+    provider: Provider | str,
     client: tuple[str, str] = PORTAL,
     *,
     method: str = "client_secret_basic",
@@ -120,12 +143,14 @@ def oidc_settings(
     scopes: str = "openid profile email access:stable access:ea access:devel access:admin",
     extra: str = "",
 ) -> str:
-    """The text that goes inside [auth] for a portal signing in through `provider`."""
+    """The text that goes inside [auth] for a portal signing in through `provider` (or the
+    provider at the issuer URL `provider`)."""
+    issuer = provider if isinstance(provider, str) else provider.issuer
     lines = [
         'provider = "oidc"',
         "",
         "[auth.oidc]",
-        f'issuer = "{provider.issuer}"',
+        f'issuer = "{issuer}"',
         f'client_id = "{client[0]}"',
         f'client_secret = "{client[1]}"',
         f'token_endpoint_auth_method = "{method}"',

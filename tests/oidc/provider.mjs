@@ -77,7 +77,39 @@ const clients = [
   // Machine clients: access tokens by client credentials, for the Bearer tests.
   { client_id: 'machine', client_secret: 'machine-secret', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
   { client_id: 'machine-es', client_secret: 'machine-es-secret', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] },
+  // Amazon Cognito's token shapes (see COGNITO below): a portal's app client, and machine clients.
+  { client_id: 'portal-cognito', client_secret: 'portal-cognito-secret', ...redirects },
+  ...['cognito-machine', 'cognito-stranger', 'cognito-wrong-use', 'cognito-expired'].map((id) => (
+    { client_id: id, client_secret: `${id}-secret`, grant_types: ['client_credentials'], response_types: [], redirect_uris: [] }
+  )),
 ];
+
+// Clients whose tokens are shaped as Amazon Cognito shapes them: access tokens with `client_id`,
+// `token_use = "access"`, `username` and no `aud`; ID tokens with `token_use = "id"`.
+// `cognito-wrong-use` gets access tokens marked `token_use = "id"`, `cognito-expired` expired ones.
+const COGNITO = new Set(['portal-cognito', 'cognito-machine', 'cognito-stranger', 'cognito-wrong-use', 'cognito-expired']);
+const COGNITO_ACCESS_CLAIMS = [
+  'sub', 'cognito:groups', 'iss', 'client_id', 'origin_jti', 'event_id', 'token_use', 'scope',
+  'auth_time', 'exp', 'iat', 'jti', 'username', 'version',
+];
+
+function cognitoShape(token, payload) {
+  Object.assign(payload, {
+    token_use: token.clientId === 'cognito-wrong-use' ? 'id' : 'access',
+    username: token.accountId || token.clientId,
+    version: 2,
+  });
+  if (token.clientId === 'cognito-expired') {
+    payload.exp = Math.floor(Date.now() / 1000) - 3600;
+    payload.iat = payload.exp - 600;
+  }
+  // oidc-provider refuses to issue a JWT access token without `aud` (it checks the payload after
+  // this customizer), so `aud` stays on the object for that check and is left out of the JSON that
+  // is signed: the token the client receives has none, as Cognito's have none.
+  payload.toJSON = function toJSON() {
+    return Object.fromEntries(COGNITO_ACCESS_CLAIMS.filter((k) => this[k] !== undefined).map((k) => [k, this[k]]));
+  };
+}
 
 // The provider grants only what the account holds (loadExistingGrant below): no consent screen
 // asks for the rest, as a first-party provider set up for the portal would not.
@@ -137,6 +169,13 @@ const provider = new Provider(issuer, {
     const { sub, email, name, preferred_username: username, ...shape } = profile(token.accountId);
     return { ...shape, ...(account.at || {}), preferred_username: username };
   },
+  formats: {
+    customizers: {
+      jwt(ctx, token, jwt) {
+        if (COGNITO.has(token.clientId)) cognitoShape(token, jwt.payload);
+      },
+    },
+  },
   features: {
     devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
@@ -161,11 +200,15 @@ const provider = new Provider(issuer, {
   ttl: { AccessToken: 3600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Session: 3600, Grant: 3600, ClientCredentials: 600 },
 });
 
-// The audience mix-up: ID tokens of `portal-mixup` are issued to `other-app` instead.
+// The audience mix-up: ID tokens of `portal-mixup` are issued to `other-app` instead. Cognito's
+// ID tokens say what they are: `token_use = "id"`.
 const issueIdToken = provider.IdToken.prototype.issue;
 provider.IdToken.prototype.issue = async function issue(options) {
   if (options && options.use === 'idtoken' && this.client && this.client.clientId === 'portal-mixup') {
     this.client = await provider.Client.find('other-app');
+  }
+  if (options && options.use === 'idtoken' && this.client && COGNITO.has(this.client.clientId)) {
+    this.set('token_use', 'id');
   }
   return issueIdToken.call(this, options);
 };

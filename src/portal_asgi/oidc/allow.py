@@ -29,9 +29,23 @@ def needed_claims(settings: OIDCSettings) -> tuple[str, ...]:
         needed.append(settings.level_claim)
     if settings.allowed_groups:
         needed.append(settings.groups_claim)
-    if settings.allowed_email_domains:
+    if settings.allowed_email_domains or settings.admins:
         needed += ["email", "email_verified"]
     return tuple(needed)
+
+
+def email_of(sources: Sequence[Mapping[str, Any]]) -> tuple[str, bool]:
+    """The person's email address ("" when no source names one), and whether the provider says
+    it is verified: a source naming that address carries `email_verified` true."""
+    email = next(
+        (e for e in (claim_at(c, "email") for c in sources) if isinstance(e, str) and e), ""
+    )
+    # email_verified: a boolean (OpenID Connect Core 5.1); some providers send "true"
+    verified = bool(email) and any(
+        claim_at(c, "email") == email and str(claim_at(c, "email_verified")).lower() == "true"
+        for c in sources
+    )
+    return email, verified
 
 
 def refusal(
@@ -49,19 +63,13 @@ def refusal(
                 "you are not in a group this portal lets in",
             )
     if settings.allowed_email_domains:
-        email = next(
-            (e for e in (claim_at(c, "email") for c in sources) if isinstance(e, str) and e), ""
-        )
+        email, verified = email_of(sources)
         if not email:
             return Refusal(
                 "no email claim (allowed_email_domains is set)",
                 "the identity provider did not give the portal your e-mail address",
             )
-        # email_verified: a boolean (OpenID Connect Core 5.1); some providers send "true"
-        if not any(
-            claim_at(c, "email") == email and str(claim_at(c, "email_verified")).lower() == "true"
-            for c in sources
-        ):
+        if not verified:
             return Refusal(
                 f"email {email} is not verified (email_verified is not true)",
                 "your e-mail address is not verified at the identity provider",

@@ -34,14 +34,23 @@ async def get_json(
     try:
         async with httpx2.AsyncClient(timeout=seconds, transport=transport) as client:
             response = await client.get(url, headers={"accept": "application/json"})
+    except httpx2.TimeoutException:
+        raise ProviderUnavailable(
+            f"{what} at {url} is unreachable: no answer within {seconds:g}s"
+        ) from None
     except httpx2.HTTPError as exc:
-        raise ProviderUnavailable(f"{what} at {url}: {type(exc).__name__}: {exc}") from None
+        # ConnectError: nothing listens there, the name does not resolve, or a firewall
+        how = "cannot connect" if isinstance(exc, httpx2.ConnectError) else "request failed"
+        raise ProviderUnavailable(
+            f"{what} at {url} is unreachable: {how} ({type(exc).__name__}: {exc})"
+        ) from None
     if response.status_code != 200:
         raise ProviderUnavailable(f"{what} at {url} answered HTTP {response.status_code}")
     try:
         data = response.json()
     except ValueError:
-        raise ProviderUnavailable(f"{what} at {url} is not JSON") from None
+        kind = response.headers.get("content-type", "no Content-Type")
+        raise ProviderUnavailable(f"{what} at {url} is not JSON ({kind})") from None
     if not isinstance(data, dict):
         raise ProviderUnavailable(f"{what} at {url} is not a JSON object")
     return data
@@ -95,13 +104,21 @@ class Discovery:
             return data
 
     def _check(self, data: dict[str, Any]) -> None:
-        missing = [key for key in REQUIRED if not isinstance(data.get(key), str)]
-        if missing:
-            raise ProviderUnavailable(f"discovery at {self.url} lacks {', '.join(missing)}")
-        # Discovery section 4.3: the document must name the issuer we asked for, or another
-        # party could speak for it.
-        if data["issuer"].rstrip("/") != self.issuer.rstrip("/"):
-            raise ProviderUnavailable(
-                f"discovery at {self.url} names issuer {data['issuer']!r}, "
-                f"settings say {self.issuer!r}"
-            )
+        problems = document_problems(data, issuer=self.issuer, url=self.url)
+        if problems:
+            raise ProviderUnavailable("; ".join(problems))
+
+
+def document_problems(data: dict[str, Any], *, issuer: str, url: str) -> list[str]:
+    """Why the portal cannot use this discovery document (for the login pages, and for
+    `portal-asgi check --online`), or []."""
+    problems = []
+    missing = [key for key in REQUIRED if not isinstance(data.get(key), str)]
+    if missing:
+        problems.append(f"discovery at {url} lacks {', '.join(missing)}")
+    # Discovery section 4.3: the document must name the issuer we asked for, or another party
+    # could speak for it.
+    named = data.get("issuer")
+    if isinstance(named, str) and named.rstrip("/") != issuer.rstrip("/"):
+        problems.append(f"discovery at {url} names issuer {named!r}, settings say {issuer!r}")
+    return problems

@@ -6,38 +6,34 @@ from the provider's own JWKS, and the registered claims a relying party must che
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 
 from ..exceptions import TokenError
+from ..jose_utils import b64url_encode, unverified_header
 from .keys import KeyCache
 
 LEEWAY = 60  # seconds of clock skew tolerated between the provider and the portal
 
 
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+@dataclass(frozen=True, slots=True)
+class CognitoClients:
+    """Who an Amazon Cognito access token must be for. Cognito's access tokens carry no `aud`;
+    `client_id` (the app client it was issued to) and `token_use = "access"` stand for it, and
+    are checked as strictly: a Cognito ID token (`token_use = "id"`) is never a Bearer token."""
+
+    client_ids: tuple[str, ...]
 
 
-def unverified_header(token: str) -> dict[str, Any]:
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise TokenError("not a signed JWT (expected three parts)")
-    try:
-        header = json.loads(_b64decode(parts[0]))
-    except (ValueError, UnicodeDecodeError):
-        raise TokenError("JWT header is not base64url JSON") from None
-    if not isinstance(header, dict):
-        raise TokenError("JWT header is not a JSON object")
-    return header
+# An `aud` to find in the token, or the Cognito clients its `client_id` must be one of.
+Audience = str | CognitoClients
 
 
 async def verify_jwt(
@@ -46,10 +42,11 @@ async def verify_jwt(
     *,
     algorithms: Sequence[str],
     issuer: str,
-    audience: str,
+    audience: Audience,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """The claims of `token` once its signature, `iss`, `aud`, `exp`, `nbf` and `iat` hold."""
+    """The claims of `token` once its signature, `iss`, `aud` (or Cognito's `client_id` and
+    `token_use`), `exp`, `nbf` and `iat` hold."""
     header = unverified_header(token)
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
@@ -76,13 +73,27 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def _check_claims(claims: dict[str, Any], *, issuer: str, audience: str, now: float) -> None:
-    if claims.get("iss") != issuer:
-        raise TokenError(f"issuer {claims.get('iss')!r} is not {issuer!r}")
+def _check_audience(claims: dict[str, Any], audience: Audience) -> None:
+    if isinstance(audience, CognitoClients):
+        use = claims.get("token_use")
+        if use != "access":
+            raise TokenError(f"token_use {use!r} is not 'access' (not a Cognito access token)")
+        client_id = claims.get("client_id")
+        if not isinstance(client_id, str) or client_id not in audience.client_ids:
+            raise TokenError(
+                f"client_id {client_id!r} is not one of {', '.join(audience.client_ids)}"
+            )
+        return
     aud = claims.get("aud")
     audiences = aud if isinstance(aud, list) else [aud]
     if audience not in audiences:
         raise TokenError(f"audience {aud!r} does not include {audience!r}")
+
+
+def _check_claims(claims: dict[str, Any], *, issuer: str, audience: Audience, now: float) -> None:
+    if claims.get("iss") != issuer:
+        raise TokenError(f"issuer {claims.get('iss')!r} is not {issuer!r}")
+    _check_audience(claims, audience)
     exp = _number(claims, "exp")
     if exp is None:
         raise TokenError("no expiry (exp)")
@@ -114,6 +125,6 @@ def check_id_token(
     if at_hash is not None and access_token is not None:
         # RS256 and ES256 both hash with SHA-256: the left half, base64url.
         digest = hashlib.sha256(access_token.encode("ascii", "replace")).digest()
-        expected = base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+        expected = b64url_encode(digest[: len(digest) // 2])
         if not (isinstance(at_hash, str) and hmac.compare_digest(at_hash, expected)):
             raise TokenError("ID token at_hash does not match the access token")

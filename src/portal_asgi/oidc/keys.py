@@ -23,7 +23,7 @@ from .discovery import Discovery, get_json
 logger = logging.getLogger("portal_asgi.oidc")
 
 REFETCH_INTERVAL = 60.0
-_KTY = {"RS256": "RSA", "ES256": "EC"}
+KTY = {"RS256": "RSA", "ES256": "EC"}  # the key type each allowed algorithm needs
 
 Key = RSAKey | ECKey
 
@@ -57,7 +57,7 @@ class KeyCache:
         return found
 
     def _find(self, kid: str | None, alg: str) -> Key | None:
-        wanted = _KTY.get(alg)
+        wanted = KTY.get(alg)
         if kid is not None:
             key = self.keys.get(kid)
             return key if key is not None and key.key_type == wanted else None
@@ -85,14 +85,15 @@ class KeyCache:
                 )
                 return
             self.fetches += 1
-            keys = _signing_keys(data)
+            keys = signing_keys(data)
             if keys:
                 self.keys = keys
             else:
                 logger.error("OIDC provider's JWKS holds no usable signing key; keeping the cache")
 
 
-def _signing_keys(data: dict[str, Any]) -> dict[str, Key]:
+def signing_keys(data: dict[str, Any]) -> dict[str, Key]:
+    """The keys of a JWKS that may verify the provider's tokens, by `kid`."""
     keys: dict[str, Key] = {}
     raw = data.get("keys")
     if not isinstance(raw, list):

@@ -25,7 +25,7 @@ from ..exceptions import ProviderUnavailable, TokenError
 from ..settings import OIDCSettings
 from .discovery import Discovery
 from .errors import LoginRefused
-from .jwt import check_id_token, verify_jwt
+from .jwt import Audience, CognitoClients, check_id_token, verify_jwt
 from .keys import KeyCache
 from .transaction import LoginTransaction
 
@@ -68,6 +68,14 @@ class OIDCProvider:
         self.transport = transport
         self.discovery = Discovery(settings.issuer, timeout=settings.timeout, transport=transport)
         self.keys = KeyCache(self.discovery, transport=transport)
+        # What a provider access token must be for to be accepted: `aud` = audience, or for
+        # Amazon Cognito (whose access tokens carry no `aud`) a `client_id` of ours; None: no
+        # provider access token is accepted, as there is nothing to tell ours from others'.
+        self.access_audience: Audience | None = (
+            CognitoClients(settings.token_client_ids or (settings.client_id,))
+            if settings.cognito
+            else settings.audience or None
+        )
 
     @property
     def name(self) -> str:
@@ -158,8 +166,8 @@ class OIDCProvider:
         return claims
 
     async def verify_access_token(self, token: str) -> dict[str, Any]:
-        """Claims of a provider access token meant for this portal's `audience`."""
-        if not self.settings.audience:
+        """Claims of a provider access token meant for this portal (`access_audience`)."""
+        if self.access_audience is None:
             raise TokenError("no [auth.oidc] audience set: provider access tokens are not accepted")
         metadata = await self.metadata()
         return await verify_jwt(
@@ -167,7 +175,7 @@ class OIDCProvider:
             self.keys,
             algorithms=self.settings.algorithms,
             issuer=str(metadata["issuer"]),
-            audience=self.settings.audience,
+            audience=self.access_audience,
         )
 
     async def userinfo(self, token: Mapping[str, Any]) -> dict[str, Any] | None:
