@@ -57,16 +57,19 @@ def settings_text(
     auth: str = "",
     port: int = 8000,
     auto_migrate: bool = True,
+    base_url: str | None = None,
 ) -> str:
     """A settings file for a test portal. `auto_migrate` is on for every database (the default
-    is on for SQLite only), so that a test portal on MariaDB creates its own tables."""
+    is on for SQLite only), so that a test portal on MariaDB creates its own tables. `base_url`
+    (default: the portal's own address) is the token issuer: several portals that must accept
+    each other's tokens, as hosts behind one load balancer, share one."""
     database_url = database_url or f"sqlite+aiosqlite:///{tmp / 'portal.db'}"
     if mounts is None:
         mounts = default_mounts()
     return f"""
 [portal]
 title = "Test Portal"
-base_url = "http://127.0.0.1:{port}"
+base_url = "{base_url or f"http://127.0.0.1:{port}"}"
 database_url = "{database_url}"
 key_file = "{tmp / "key.pem"}"
 feed_interval = "0.2s"

@@ -70,7 +70,32 @@ async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         f"{settings.file}: OK, {len(rows)} mounts, levels public < {' < '.join(settings.portal.levels)}"
     )
     _print_table(rows, ("path", "level", "who may reach it"))
+    if args.online:
+        return await _check_online(settings)
     return 0
+
+
+async def _check_online(settings: Settings) -> int:
+    """`check --online`: what the OIDC provider answers now; 1 when sign-in would not work."""
+    oidc = settings.auth.oidc
+    if oidc is None:
+        print("online: nothing to fetch ([auth] provider is local, no [auth.oidc] table)")
+        return 0
+    from .oidc.online import check_provider
+
+    print(f"online: OIDC provider {oidc.issuer} (timeout {oidc.timeout:g}s)")
+    findings = await check_provider(oidc)
+    for finding in findings:
+        print(f"  {finding.severity.upper():8} {finding.message}")
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    verdict = "OK" if not errors else "FAILED"
+    print(f"online: {verdict}, {errors} error(s), {warnings} warning(s)")
+    if errors:
+        print(
+            f"portal-asgi: error: the OIDC provider check found {errors} error(s)", file=sys.stderr
+        )
+    return 1 if errors else 0
 
 
 async def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
@@ -112,12 +137,14 @@ async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[int]
         await db.close()
 
 
-def _codec(settings: Settings) -> TokenCodec:
-    """The portal's own token codec, with the key the running portal signs with."""
-    from .keys import load_or_create_key
+async def _codec(settings: Settings, db: Database) -> TokenCodec:
+    """The portal's own token codec, with the keys the running portal holds now (from the
+    database, or pinned by settings: signing.py)."""
+    from .signing import current_ring
     from .tokens import TokenCodec
 
-    return TokenCodec(load_or_create_key(settings.portal.key_file), issuer=settings.portal.base_url)
+    ring = await current_ring(settings.portal, db)
+    return TokenCodec(ring, issuer=settings.portal.base_url)
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -241,30 +268,21 @@ async def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
-    from . import audit
+    from . import audit, claims
     from .db import store
 
     ttl = parse_duration(args.ttl, file="--ttl", key="ttl")
 
     async def work(db: Database) -> int:
+        codec = await _codec(settings, db)
         # the clock read before the row is written: `exp` never passes the row's `expires_at`,
         # which is what decides when the token's revocation may be forgotten
         now = int(time.time())
         sid, user = await store.open_session(
             db, args.name, lifetime=ttl, kind="api", label=args.label
         )
-        codec = _codec(settings)
         token = codec.sign(
-            {
-                "typ": "api",
-                "sub": user.username,
-                "uid": user.uid,
-                "sid": sid,
-                "lvl": user.level,
-                "scope": " ".join(_levels(settings).scopes(user.level)),
-                "iat": now,
-                "exp": now + int(ttl),
-            }
+            claims.api_token(_levels(settings), user.username, user, sid=sid, now=now, ttl=ttl)
         )
         await audit.record(db, "token.mint", username=user.username, sid=sid[:8], ttl=int(ttl))
         print(
@@ -282,7 +300,7 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from .db import store
 
     async def work(db: Database) -> int:
-        codec = _codec(settings)
+        codec = await _codec(settings, db)
         try:
             sid = codec.verify(args.token)["sid"]
         except PortalError:
@@ -291,6 +309,50 @@ async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError("no such active token")
         await audit.record(db, "token.revoke", sid=sid[:8])
         print("revoked")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from . import signing
+
+    async def work(db: Database | None) -> int:
+        infos = await signing.describe(settings.portal, db)
+        if not infos:
+            print(
+                "no keys in the database yet: the portal's first start (or `keys rotate`) "
+                "imports the key of [portal] key_file or key"
+            )
+            return 0
+        rows = [(i.kid, i.created, i.state, i.source) for i in infos]
+        _print_table(rows, ("kid", "created (UTC)", "state", "source"))
+        return 0
+
+    if settings.portal.key_rotation == "manual":  # pinned by settings: no database needed
+        return await work(None)
+    return await _with_db(settings, work)
+
+
+async def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit, signing
+
+    pinned = signing.pinned(settings.portal)
+    if pinned is not None:
+        raise UserError(pinned)
+    # 0 is fine here (sign at once), unlike a duration in settings
+    zero = args.activate_in.strip() in ("0", "0s")
+    activate_in = 0.0 if zero else parse_duration(args.activate_in, file="--activate-in", key="")
+
+    async def work(db: Database) -> int:
+        done = await signing.rotate(settings.portal, db, activate_in=activate_in)
+        await audit.record(
+            db, "key.rotate", kid=done.kid, replaced=",".join(done.replaced), by="cli"
+        )
+        print(f"new signing key {done.kid}: in every portal's JWKS within a feed interval,")
+        print(f"  signing from {signing.when(done.active_from)}")
+        for kid in done.replaced:
+            print(f"  {kid} then verifies only, until every token it signed has expired")
         return 0
 
     return await _with_db(settings, work)
@@ -396,9 +458,13 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
 
-    sub.add_parser(
-        "check", help="validate settings.toml and print who may reach what"
-    ).set_defaults(run=cmd_check)
+    check = sub.add_parser("check", help="validate settings.toml and print who may reach what")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also fetch the OIDC provider's discovery document and keys, and say what is wrong",
+    )
+    check.set_defaults(run=cmd_check)
     sub.add_parser("routes", help="list every path the portal serves").set_defaults(run=cmd_routes)
 
     users = sub.add_parser("users", help="manage local users").add_subparsers(
@@ -447,6 +513,23 @@ def parser() -> argparse.ArgumentParser:
     clear = bans.add_parser("clear", help="lift every ban, or those on one account or address")
     clear.add_argument("key", nargs="?", help="a username or a client address")
     clear.set_defaults(run=cmd_bans_clear)
+
+    keys = sub.add_parser("keys", help="the portal's signing keys").add_subparsers(
+        dest="keys", required=True
+    )
+    keys.add_parser("list", help="every key, its state and where it comes from").set_defaults(
+        run=cmd_keys_list
+    )
+    rotate = keys.add_parser(
+        "rotate", help="a new signing key; the old one verifies until its tokens expire"
+    )
+    rotate.add_argument(
+        "--activate-in",
+        default="5m",
+        help="publish the new key this long before it signs (default 5m: longer than the "
+        "JWKS may be cached; 0s signs at once)",
+    )
+    rotate.set_defaults(run=cmd_keys_rotate)
 
     audit_parser = sub.add_parser("audit", help="audit log")
     audit_log = audit_parser.add_subparsers(dest="audit", required=True)

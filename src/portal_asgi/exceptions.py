@@ -6,6 +6,7 @@ PortalError
 │   └── UnknownKey         signed by a key that is not ours (perhaps the OIDC provider's)
 ├── DatabaseUnavailable    the database did not answer
 ├── SchemaOutOfDate        the database's tables are missing or older than this version's
+├── KeyUnusable            a signing key that settings or the database name cannot be read
 ├── ProviderUnavailable    the identity provider did not answer or is misconfigured
 └── UserError              a command-line or admin request that cannot be carried out
 """
@@ -39,6 +40,11 @@ class DatabaseUnavailable(PortalError):
 
 class SchemaOutOfDate(PortalError):
     """The database is not at the newest migration: `portal-asgi db upgrade` brings it there."""
+
+
+class KeyUnusable(PortalError):
+    """A signing key that cannot be read: a missing or malformed PEM, or one that is encrypted
+    without the passphrase to open it (keys.py)."""
 
 
 class ProviderUnavailable(PortalError):

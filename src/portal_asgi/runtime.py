@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import signing
 from .cookies import SessionCookie
 from .csrf import CSRF
 from .db import migrate, store
 from .db.engine import Database
 from .directory import Directory
-from .exceptions import DatabaseUnavailable, SchemaOutOfDate, UserError
-from .keys import SigningKey, load_or_create_key
+from .exceptions import DatabaseUnavailable, KeyUnusable, SchemaOutOfDate, UserError
+from .keys import KeyRing, SigningKey
 from .levels import Levels
 from .oidc import OIDCProvider
 from .policy import Policy
@@ -37,7 +38,7 @@ class Runtime:
     settings: Settings
     levels: Levels
     db: Database
-    key: SigningKey
+    keys: KeyRing  # the signing key and every key whose tokens may still be valid
     codec: TokenCodec
     directory: Directory
     policy: Policy
@@ -47,23 +48,32 @@ class Runtime:
     sockets: SocketRegistry
     oidc: OIDCProvider | None = None  # when [auth] provider = "oidc"
 
+    @property
+    def key(self) -> SigningKey:
+        """The key new tokens are signed with now (it changes when keys rotate)."""
+        return self.keys.current
+
 
 def build_runtime(settings: Settings) -> Runtime:
     """Wire the parts together; opens nothing yet (see `running`)."""
     levels = Levels(settings.portal.levels)
     db = Database(settings.portal.database_url)
-    key = load_or_create_key(settings.portal.key_file)
-    directory = Directory(db, interval=settings.portal.feed_interval)
+    # the keys settings name; with key_rotation = "database", the directory's first load
+    # replaces them with the database's (signing.py)
+    keys, keeper = signing.startup(settings.portal, db)
+    directory = Directory(db, interval=settings.portal.feed_interval, keys=keeper)
+    csrf = CSRF(keys.current.secret, secure=settings.https)
+    keys.track(csrf.serializer)
     return Runtime(
         settings=settings,
         levels=levels,
         db=db,
-        key=key,
-        codec=TokenCodec(key, issuer=settings.portal.base_url),
+        keys=keys,
+        codec=TokenCodec(keys, issuer=settings.portal.base_url),
         directory=directory,
         policy=Policy(settings.mounts, levels, directory),
         cookie=SessionCookie(secure=settings.https),
-        csrf=CSRF(key.secret, secure=settings.https),
+        csrf=csrf,
         products=tuple(load_products(settings)),
         sockets=SocketRegistry(settings.websocket, levels=levels, directory=directory),
         oidc=(
@@ -76,7 +86,26 @@ def build_runtime(settings: Settings) -> Runtime:
 
 async def ensure_admin(runtime: Runtime) -> str | None:
     """On a fresh database, create `admin` at the highest level; the one-time password is
-    `PORTAL_ADMIN_PASSWORD` or a random one, printed once. Returns the password it set."""
+    `PORTAL_ADMIN_PASSWORD` or a random one, printed once. Returns the password it set.
+
+    Not with `[auth] provider = "oidc"`: nobody could sign in with a password there, so such an
+    account would only be a name waiting to be misused. The first admin is whom `[auth.oidc]
+    admins` names, or whom the provider's claims make admin (oidc/resolve.py)."""
+    oidc = runtime.settings.auth.oidc
+    if runtime.settings.auth.provider == "oidc":
+        if oidc is not None and not oidc.admins and await store.count_users(runtime.db) == 0:
+            how = (
+                f"run `portal-asgi users set-level NAME {runtime.levels.highest}` after their "
+                "first sign-in"
+                if oidc.level_source == "database"
+                else f"whoever the provider's {oidc.level_claim} claim gives that level"
+            )
+            logger.warning(
+                "no users yet and no [auth.oidc] admins to make %s: %s",
+                runtime.levels.highest,
+                how,
+            )
+        return None
     if await store.count_users(runtime.db):
         return None
     password = os.environ.get("PORTAL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
@@ -119,6 +148,9 @@ async def _keep_fresh(runtime: Runtime) -> None:
             continue  # said once at startup; /readyz tells the reason meanwhile
         except SQLAlchemyError as exc:  # e.g. a migration the database refused: keep trying
             logger.error("database startup failed: %s", str(exc).splitlines()[0])
+            continue
+        except KeyUnusable as exc:  # e.g. a key_passphrase that does not open the keys
+            logger.error("signing keys unusable: %s", exc)
             continue
         logger.warning("database ready again: directory loaded")
     await runtime.directory.run()

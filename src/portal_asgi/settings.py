@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .exceptions import SettingsError
 
@@ -58,6 +59,29 @@ class OIDCSettings:
     allowed_email_domains: tuple[str, ...] = ()  # lower case, without "@"
     require_level_claim: bool = False
     access_contact: str = ""  # whom a refused person should ask; "" means the administrator
+    # Who is made the highest level at every sign-in and on every Bearer token (oidc/resolve.py):
+    # a verified email address (case-insensitive) or the exact value of `username_claim`.
+    admins: tuple[str, ...] = ()
+    # "cognito": Amazon Cognito's access tokens (no `aud`; `client_id` and `token_use`). "auto"
+    # recognises Cognito by its issuer's host, cognito-idp.<region>.amazonaws.com.
+    provider_kind: Literal["auto", "generic", "cognito"] = "auto"
+    # Cognito only: the app clients whose access tokens are accepted as Bearer; () = client_id
+    token_client_ids: tuple[str, ...] = ()
+
+    @property
+    def cognito(self) -> bool:
+        """Whether the provider is Amazon Cognito (set, or recognised by the issuer's host)."""
+        if self.provider_kind != "auto":
+            return self.provider_kind == "cognito"
+        return is_cognito_issuer(self.issuer)
+
+
+_COGNITO_HOST = re.compile(r"cognito-idp(-fips)?\.[a-z0-9-]+\.amazonaws\.com")
+
+
+def is_cognito_issuer(issuer: str) -> bool:
+    host = urlsplit(issuer).hostname or ""
+    return issuer.startswith("https://") and _COGNITO_HOST.fullmatch(host) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +114,29 @@ class MountSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class KeySource:
+    """A PEM private key named in settings: its text (from the environment) or a file to read.
+    `label` says where it came from (`env NAME`, `file PATH`), for messages and `keys list`."""
+
+    label: str
+    pem: Secret | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PortalSettings:
     title: str = "portal-asgi"
     base_url: str = "http://127.0.0.1:8000"
     levels: tuple[str, ...] = DEFAULT_LEVELS
     database_url: str = "sqlite+aiosqlite:///var/portal.db"
     key_file: str = "var/portal-signing-key.pem"
+    # The signing keys (docs/keys.md). "database": kept in the database, rotated by `portal-asgi
+    # keys rotate`, the first one imported from `key` or `key_file`. "manual": pinned by `key` or
+    # `key_file` (then never created nor written), `verify_keys` still accepted.
+    key_rotation: Literal["database", "manual"] = "database"
+    key: KeySource | None = None  # "env:NAME": the key's PEM from the environment
+    verify_keys: tuple[KeySource, ...] = ()
+    key_passphrase: Secret | None = None  # encrypts the private keys kept in the database
     # 2 s: a socket whose session ended closes within 5 s on every worker, with room to spare
     feed_interval: float = 2.0
     app_dir: str = "."
@@ -337,12 +378,79 @@ def _parse_portal(file: str, table: object, environ: Mapping[str, str]) -> Porta
         levels=levels,
         database_url=Secret(database_url),
         key_file=str(folder / reader.string("key_file", defaults.key_file)),
+        **_signing_keys(reader, folder),
         feed_interval=reader.duration("feed_interval", defaults.feed_interval),
         app_dir=os.path.normpath(folder / reader.string("app_dir", ".")),
         # Migrating a shared server database is a deliberate step (`portal-asgi db upgrade`);
         # an embedded SQLite file is the portal's own.
         auto_migrate=reader.boolean("auto_migrate", database_url.startswith("sqlite")),
     )
+
+
+def _key_source(reader: _Reader, name: str, spec: object, folder: Path) -> KeySource:
+    """`env:NAME` (a PEM in the environment) or a file path, relative to the settings folder."""
+    if not isinstance(spec, str) or not spec:
+        raise SettingsError(reader.file, reader.key(name), "expected 'env:NAME' or a file path")
+    if spec.startswith("env:"):
+        variable = spec[4:]
+        if variable not in reader.environ:
+            raise SettingsError(
+                reader.file, reader.key(name), f"environment variable {variable} is not set"
+            )
+        return KeySource(f"env {variable}", pem=Secret(reader.environ[variable]))
+    if "-----BEGIN" in spec:
+        raise SettingsError(
+            reader.file,
+            reader.key(name),
+            "a private key never lives in settings.toml: name an environment variable "
+            "('env:NAME') or a file",
+        )
+    path = str(folder / spec)
+    return KeySource(f"file {path}", path=path)
+
+
+def _signing_keys(reader: _Reader, folder: Path) -> dict[str, Any]:
+    """`key`, `key_rotation`, `verify_keys` and `key_passphrase`, checked together."""
+    key = None
+    if reader.has("key"):
+        spec = reader.table["key"]
+        if not isinstance(spec, str) or not spec.startswith("env:"):
+            raise SettingsError(
+                reader.file,
+                "portal.key",
+                "expected 'env:NAME', an environment variable holding the key's PEM (a key in "
+                "a file is key_file)",
+            )
+        key = _key_source(reader, "key", spec, folder)
+    # a key given by the environment is the operator's to rotate, unless they say otherwise
+    rotation = reader.choice(
+        "key_rotation", ("database", "manual"), "manual" if key is not None else "database"
+    )
+    specs = reader.table.get("verify_keys", [])
+    if isinstance(specs, str):
+        specs = [specs]
+    if not isinstance(specs, list):
+        raise SettingsError(reader.file, "portal.verify_keys", "expected a list of strings")
+    verify_keys = tuple(_key_source(reader, "verify_keys", spec, folder) for spec in specs)
+    if verify_keys and rotation == "database":
+        raise SettingsError(
+            reader.file,
+            "portal.verify_keys",
+            'only with key_rotation = "manual": the database keeps retired keys by itself',
+        )
+    passphrase = reader.optional_string("key_passphrase")
+    if passphrase is not None and rotation == "manual":
+        raise SettingsError(
+            reader.file,
+            "portal.key_passphrase",
+            'only with key_rotation = "database": it encrypts the keys kept in the database',
+        )
+    return {
+        "key_rotation": rotation,
+        "key": key,
+        "verify_keys": verify_keys,
+        "key_passphrase": Secret(passphrase) if passphrase else None,
+    }
 
 
 def _sqlite_beside(url: str, folder: Path) -> str:
@@ -387,7 +495,11 @@ def _parse_oidc(file: str, table: object, environ: Mapping[str, str]) -> OIDCSet
         ("client_secret_basic", "client_secret_post"),
         "client_secret_basic",
     )
-    return OIDCSettings(
+    kind_name = reader.choice("provider_kind", ("auto", "generic", "cognito"), "auto")
+    kind: Literal["auto", "generic", "cognito"] = (
+        "cognito" if kind_name == "cognito" else "generic" if kind_name == "generic" else "auto"
+    )
+    settings = OIDCSettings(
         issuer=reader.string("issuer"),
         client_id=reader.string("client_id"),
         client_secret=Secret(reader.string("client_secret")),
@@ -412,7 +524,45 @@ def _parse_oidc(file: str, table: object, environ: Mapping[str, str]) -> OIDCSet
         allowed_email_domains=_oidc_domains(file, reader.strings("allowed_email_domains", ())),
         require_level_claim=reader.boolean("require_level_claim", defaults.require_level_claim),
         access_contact=reader.string("access_contact", defaults.access_contact),
+        admins=_oidc_admins(file, reader),
+        provider_kind=kind,
+        token_client_ids=reader.strings("token_client_ids", ()),
     )
+    _check_oidc_kind(file, reader, settings)
+    return settings
+
+
+def _oidc_admins(file: str, reader: _Reader) -> tuple[str, ...]:
+    # A list only, like allowed_groups: one string would be split on spaces and name others.
+    if isinstance(reader.raw("admins"), str):
+        raise SettingsError(file, "auth.oidc.admins", 'expected a list, like ["alice@example.org"]')
+    admins = tuple(entry.strip() for entry in reader.strings("admins", ()))
+    for entry in admins:
+        if not entry or any(ch.isspace() for ch in entry):
+            raise SettingsError(
+                file,
+                "auth.oidc.admins",
+                f"expected email addresses or usernames, got {entry!r}",
+            )
+    return admins
+
+
+def _check_oidc_kind(file: str, reader: _Reader, settings: OIDCSettings) -> None:
+    if settings.cognito and settings.audience is not None:
+        raise SettingsError(
+            file,
+            "auth.oidc.audience",
+            "Amazon Cognito access tokens carry no aud claim: leave audience unset (their "
+            "client_id is checked instead, against client_id or token_client_ids)",
+        )
+    if not settings.cognito and reader.has("token_client_ids"):
+        raise SettingsError(
+            file,
+            "auth.oidc.token_client_ids",
+            "is for Amazon Cognito only (set provider_kind = 'cognito', or use a "
+            "cognito-idp.<region>.amazonaws.com issuer); other providers' tokens are checked "
+            "by audience",
+        )
 
 
 def _oidc_groups(file: str, reader: _Reader) -> tuple[str, ...]:

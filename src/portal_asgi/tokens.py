@@ -3,8 +3,9 @@
 Rules (RFC 8725): the algorithm is always ours (ES256), never read from the token; `exp`, `iat`,
 `iss`, `aud`, `sub`, `uid` (the user's never-reused id) and `sid` are required, so a token
 minted before `uid` existed is refused like any other invalid token; headers that point at other keys (`jku`, `x5u`, `jwk`,
-`x5c`) are refused; `kid` must name our key. Verified tokens are cached until they expire, so a
-request does not pay again for a signature it already checked.
+`x5c`) are refused; `kid` must name one of our keys, and the token is checked with that key only.
+Verified tokens are cached until they expire, so a request does not pay again for a signature it
+already checked; a cached token whose key has left the ring is refused like any other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from jose import JWTError, jwt
 from jose.backends.cryptography_backend import CryptographyECKey
 
 from .exceptions import TokenError, UnknownKey
-from .keys import ALGORITHM, SigningKey
+from .keys import ALGORITHM, KeyRing, SigningKey
 
 _REQUIRED = ("exp", "iat", "iss", "aud", "sub", "uid", "sid")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
@@ -34,22 +35,31 @@ def assert_cryptography_backend() -> None:
 
 
 class TokenCodec:
-    """Signs and verifies the portal's JWTs with one key."""
+    """Signs with the ring's current key; verifies with the key a token's `kid` names, among the
+    ring's keys (one key alone makes a ring of one)."""
 
-    def __init__(self, key: SigningKey, *, issuer: str, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, keys: KeyRing | SigningKey, *, issuer: str, cache_size: int = 10_000
+    ) -> None:
         assert_cryptography_backend()
-        self.key = key
+        self.keys = keys if isinstance(keys, KeyRing) else KeyRing(keys)
         self.issuer = issuer
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self._cache_size = cache_size
+
+    @property
+    def key(self) -> SigningKey:
+        """The key new tokens are signed with now."""
+        return self.keys.current
 
     def sign(self, claims: dict[str, Any]) -> str:
         body = {"iss": self.issuer, "aud": self.issuer, **claims}
         missing = [name for name in _REQUIRED if name not in body]
         if missing:
             raise ValueError(f"token claims missing: {', '.join(missing)}")
+        key = self.keys.current
         token: str = jwt.encode(
-            body, self.key.private_pem, algorithm=ALGORITHM, headers={"kid": self.key.kid}
+            body, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid}
         )
         return token
 
@@ -58,18 +68,21 @@ class TokenCodec:
         now = time.time() if now is None else now
         cached = self._cache.get(token)
         if cached is not None:
-            if cached["exp"] > now:
+            kid, claims = cached
+            if claims["exp"] > now and self.keys.get(kid) is not None:
                 self._cache.move_to_end(token)
-                return cached
+                return claims
             del self._cache[token]
+            if claims["exp"] > now:
+                raise UnknownKey("token signed by a key that is no longer ours")
             raise TokenError("token expired")
-        claims = self._verify(token)
+        kid, claims = self._verify(token)
         if len(self._cache) >= self._cache_size:
             self._cache.popitem(last=False)
-        self._cache[token] = claims
+        self._cache[token] = (kid, claims)
         return claims
 
-    def _verify(self, token: str) -> dict[str, Any]:
+    def _verify(self, token: str) -> tuple[str, dict[str, Any]]:
         if len(token) > 8192:
             raise TokenError("token too long")
         try:
@@ -80,12 +93,13 @@ class TokenCodec:
             raise TokenError(f"algorithm {header.get('alg')!r} is not allowed")
         if any(name in header for name in _FORBIDDEN_HEADERS):
             raise TokenError("token header points at another key")
-        if header.get("kid") != self.key.kid:
+        key = self.keys.get(header.get("kid"))
+        if key is None:
             raise UnknownKey("token signed by an unknown key")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self.key.public_pem,
+                key.public_pem,
                 algorithms=[ALGORITHM],
                 audience=self.issuer,
                 issuer=self.issuer,
@@ -100,4 +114,4 @@ class TokenCodec:
             isinstance(claims[name], str) for name in ("sid", "uid")
         ):
             raise TokenError("token claims have the wrong types")
-        return claims
+        return key.kid, claims

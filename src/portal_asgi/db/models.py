@@ -40,6 +40,9 @@ MARIADB_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 # (MariaDB never reuses one anyway); a reused id would sit below what workers have read.
 CHANGES_TABLE = {**MARIADB_TABLE, "sqlite_autoincrement": True}
 
+# The same for signing keys: the newest key is the one with the highest id, ever.
+SIGNING_KEYS_TABLE = {**MARIADB_TABLE, "sqlite_autoincrement": True}
+
 
 class User(Base):
     __tablename__ = "users"
@@ -87,7 +90,7 @@ class Change(Base):
     __table_args__ = CHANGES_TABLE
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "user", "session", "mount"
+    kind: Mapped[str] = mapped_column(String(16))  # "user", "session", "mount", "key"
     key: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
@@ -114,3 +117,21 @@ class AuditEvent(Base):
     username: Mapped[str] = mapped_column(String(150), default="")
     client: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class SigningKeyRow(Base):
+    """One of the portal's signing keys, when they are kept in the database (`[portal]
+    key_rotation = "database"`, db/signing_keys.py): every worker and host reads its key set
+    here. `private_pem` is as secret as a key file: encrypted when `key_passphrase` is set."""
+
+    __tablename__ = "signing_keys"
+    __table_args__ = SIGNING_KEYS_TABLE
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    private_pem: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(16))  # "key_file", "key" (imported) or "rotate"
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    active_from: Mapped[dt.datetime] = mapped_column(DateTime)  # signs from then on
+    # when the next key took over (set by the rotation that made it): verifies only from then on
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -324,6 +324,7 @@ class Snapshot:
     # not committed when it was taken, and may still be (see directory.py).
     seen: frozenset[int] = field(default_factory=frozenset)
     missing: frozenset[int] = field(default_factory=frozenset)
+    keys: bool = False  # `changes_since`: the signing keys changed (db/signing_keys.py)
 
 
 async def snapshot(
@@ -401,7 +402,8 @@ async def changes_since(
             for path in paths - mounts.keys():
                 mounts[path] = ""  # override removed: back to settings.toml
     seen = frozenset(c.id for c in changes)
-    return Snapshot(max(seen), users, revoked, mounts, seen=seen)
+    keys = any(c.kind == "key" for c in changes)
+    return Snapshot(max(seen), users, revoked, mounts, seen=seen, keys=keys)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,11 @@ from starlette.routing import Route
 from .. import audit
 from ..db import store
 from ..exceptions import DatabaseUnavailable, ProviderUnavailable, TokenError, UserError
-from ..oidc.allow import needed_claims, refusal, refused_message
-from ..oidc.claims import fallback_username, has_claim, level_from, username_from
+from ..oidc.allow import Refusal, needed_claims, refused_message
+from ..oidc.claims import has_claim, username_from
 from ..oidc.errors import LoginRefused
 from ..oidc.provider import FRESH, OIDCProvider
+from ..oidc.resolve import ProviderUsers, identify
 from ..oidc.transaction import HintCookie, LoginTransaction, TransactionCookie
 from ..redirects import safe_next
 from ..runtime import Runtime
@@ -45,6 +46,9 @@ class OIDCPages(AuthPages):
     def __init__(self, runtime: Runtime, provider: OIDCProvider) -> None:
         super().__init__(runtime)
         self.provider = provider
+        self.users = ProviderUsers(
+            db=runtime.db, directory=runtime.directory, levels=runtime.levels
+        )
         secure = runtime.settings.https
         self.transactions = TransactionCookie(runtime.key.secret, secure=secure)
         self.hints = HintCookie(
@@ -52,6 +56,8 @@ class OIDCPages(AuthPages):
             secure=secure,
             max_age=int(runtime.settings.auth.session_lifetime),
         )
+        # signed with the current key's secret, accepted with any key's: they survive rotation
+        runtime.keys.track(self.transactions.serializer, self.hints.serializer)
 
     def routes(self) -> list[Route]:
         return [
@@ -213,17 +219,6 @@ class OIDCPages(AuthPages):
                     sources.append(access)
         return sources
 
-    def _level(self, sources: list[dict[str, Any]]) -> str | None:
-        """The level the provider gives, or None when levels come from the database."""
-        settings = self.provider.settings
-        levels = self.runtime.levels
-        if settings.level_source == "database":
-            return None
-        found = level_from(
-            sources, path=settings.level_claim, prefix=settings.level_prefix, levels=levels
-        )
-        return found or levels.lowest
-
     async def _sign_in(
         self, request: Request, token: dict[str, Any], claims: dict[str, Any], next_path: str
     ) -> Response:
@@ -232,29 +227,17 @@ class OIDCPages(AuthPages):
         client = client_address(request)
         subject = str(claims["sub"])
         sources = await self._sources(token, claims)
-        username = username_from(claims, settings.username_claim)
-        refused = refusal(settings, sources, levels=runtime.levels)
-        if refused is not None:  # before the upsert: a refused person leaves no user behind
+        who = identify(settings, sources, levels=runtime.levels)
+        if isinstance(who, Refusal):  # before the upsert: a refused person leaves no user behind
             raise LoginRefused(
                 403,
-                refused_message(settings, refused),
-                f"not allowed in: {refused.reason}",
+                refused_message(settings, who),
+                f"not allowed in: {who.reason}",
                 # not the username column: the name is the provider's word, and may be a local
                 # account's ("admin") that this person does not own
-                detail={"subject": subject, "name": username},
+                detail={"subject": subject, "name": username_from(claims, settings.username_claim)},
             )
-        level = self._level(sources)
-        email, name = claims.get("email"), claims.get("name")
-        user = await store.upsert_oidc_user(
-            runtime.db,
-            subject=subject,
-            username=username,
-            email=email if isinstance(email, str) else "",
-            name=name if isinstance(name, str) else "",
-            level=level,
-            default_level=runtime.levels.lowest,
-            fallback_username=fallback_username(username, subject),
-        )
+        user = await self.users.sign_in(who)
         if not user.active:
             raise LoginRefused(
                 403,
@@ -272,6 +255,7 @@ class OIDCPages(AuthPages):
             provider="oidc",
             subject=subject,
             level=user.level,
+            **({"admin": "named in [auth.oidc] admins"} if who.admin else {}),
         )
         await runtime.directory.refresh()
         logger.info("login: %s (oidc %s) from %s at %s", user.username, subject, client, user.level)

@@ -77,4 +77,8 @@ class SystemPages:
         return "directory: not loaded yet (the startup steps wait for the database)"
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(self.runtime.key.jwks, headers={"cache-control": "public, max-age=300"})
+        # Every key whose tokens may still be valid, the next one included (published before it
+        # signs: `keys rotate` waits longer than this max-age); see docs/keys.md.
+        return JSONResponse(
+            self.runtime.keys.jwks, headers={"cache-control": "public, max-age=300"}
+        )
