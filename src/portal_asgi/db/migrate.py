@@ -11,7 +11,9 @@ database made by `create_all` before migrations existed has the first revision's
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..exceptions import DatabaseUnavailable, SchemaOutOfDate
@@ -150,9 +152,19 @@ def _upgrade(connection: Connection, progress: Progress, target: str) -> str | N
 async def _lock(conn: AsyncConnection) -> None:
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        # Take the write lock now, not at the first write: a second worker waits here (the
-        # engine's busy_timeout) instead of failing on "table already exists".
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Take the write lock now, not at the first write: a second worker waits here instead
+        # of failing on "table already exists". One wait is the engine's busy_timeout; a
+        # migration on a loaded machine may hold the lock longer, so wait up to LOCK_WAIT.
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await conn.rollback()
+                await asyncio.sleep(0.1)
     elif dialect in ("mysql", "mariadb"):
         # DDL commits on its own in MariaDB, so a transaction cannot serialise migrations; a
         # named lock, held by this connection until released, can.
