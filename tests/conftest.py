@@ -9,8 +9,10 @@ import pytest
 from portal_asgi.db import migrate
 from portal_asgi.db.engine import Database
 
+from .cli_runner import mint_token
+from .helpers import SESSION_COOKIE, Credentials, bearer, cookie_header
 from .oidc.harness import Provider, start_provider
-from .servers import MariaDB, RunningPortal, serve
+from .servers import LEVELS, MariaDB, RunningPortal, serve
 
 MARIADB_URL = os.environ.get("PORTAL_TEST_MARIADB", "mysql+asyncmy://root@127.0.0.1:3306/test")
 
@@ -21,6 +23,36 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
     with serve(tmp_path_factory.mktemp("portal")) as running:
         running.add_level_users()
         yield running
+
+
+@pytest.fixture(scope="module")
+def level_cookies(portal: RunningPortal) -> dict[str, str]:
+    """A session cookie of `portal`'s user at each level (sessions nobody logs out)."""
+    found = {}
+    for level in LEVELS:
+        with portal.logged_in(f"user-{level}") as client:
+            found[level] = str(client.cookies[SESSION_COOKIE])
+    return found
+
+
+@pytest.fixture(scope="module")
+def level_tokens(portal: RunningPortal) -> dict[str, str]:
+    """An API token of `portal`'s user at each level, minted by the command line."""
+    return {level: mint_token(portal.settings_file, f"user-{level}") for level in LEVELS}
+
+
+@pytest.fixture(scope="module")
+def level_credentials(level_cookies: dict[str, str], level_tokens: dict[str, str]) -> Credentials:
+    """The headers of `portal`'s user at a level (None: anonymous), by cookie or Bearer token."""
+
+    def headers(level: str | None, via: str) -> dict[str, str]:
+        if level is None:
+            return {}
+        return (
+            cookie_header(level_cookies[level]) if via == "cookie" else bearer(level_tokens[level])
+        )
+
+    return headers
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from portal_asgi.db import migrate, store
 from portal_asgi.db.engine import Database
 from portal_asgi.db.models import AuditEvent
 
+from .helpers import csrf_token
 from .servers import ROOT, default_mounts, free_port, password_for, settings_text
 
 
@@ -32,15 +32,14 @@ class PortalProcess:
     url: str
     database_url: str
     log: Path
+    pid: int = 0  # uvicorn's own process: its children are the workers
 
     def form(self) -> tuple[str, str]:
         """A CSRF cookie and the form token that goes with it (reusable for many posts)."""
         with httpx2.Client(base_url=self.url, timeout=30) as client:
-            page = client.get("/auth/login")
-            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-            assert token, page.text
+            token = csrf_token(client.get("/auth/login").text)
             cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
-            return cookie, token.group(1)
+            return cookie, token
 
     def audit_counts(self, *events: str) -> Counter[str]:
         async def work() -> Counter[str]:
@@ -80,14 +79,25 @@ def portal_process(
     security: str = "",
     workers: int = 1,
     users: Sequence[str] = (),
+    mounts: str = "",
+    env: Mapping[str, str] | None = None,
+    log_level: str = "warning",
+    options: Sequence[str] = (),
 ) -> Iterator[PortalProcess]:
+    """`mounts`: more [[mount]] tables (or other tables), after the default ones; `env`: more
+    environment variables; `options`: more uvicorn options."""
     port = free_port()
     database_url = database_url or f"sqlite+aiosqlite:///{tmp / 'portal.db'}"
     prepare(database_url, users)
     settings = tmp / "settings.toml"
-    mounts = default_mounts() + (f"\n[security]\n{security}\n" if security else "")
+    mounts = default_mounts() + mounts + (f"\n[security]\n{security}\n" if security else "")
     settings.write_text(settings_text(tmp, database_url=database_url, mounts=mounts, port=port))
-    env = {**os.environ, "PORTAL_SETTINGS": str(settings), "PORTAL_ADMIN_PASSWORD": "unused-here"}
+    env = {
+        **os.environ,
+        **(env or {}),
+        "PORTAL_SETTINGS": str(settings),
+        "PORTAL_ADMIN_PASSWORD": "unused-here",
+    }
     command = [
         str(Path(sys.executable).parent / "uvicorn"),
         "portal_asgi:app",
@@ -95,24 +105,35 @@ def portal_process(
         f"--port={port}",
         f"--workers={workers}",
         "--no-proxy-headers",
-        "--log-level=warning",
+        f"--log-level={log_level}",
+        *options,
     ]
     log = tmp / "uvicorn.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
     url = f"http://127.0.0.1:{port}"
+    with uvicorn_process(command, ready=url + "/readyz", cwd=ROOT, env=env, log=log) as server:
+        yield PortalProcess(url, database_url, log, server.pid)
+
+
+@contextmanager
+def uvicorn_process(
+    command: Sequence[str], *, ready: str, cwd: Path, env: Mapping[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` (a uvicorn) in a process of its own, its output in `log`; yielded once `ready`
+    (a URL of it) answers 200, and terminated (killed if it lingers) on exit."""
+    with log.open("wb") as output:
+        server = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + 60
         while True:
             assert server.poll() is None, log.read_text()
             try:
-                if httpx2.get(url + "/readyz", timeout=2).status_code == 200:
+                if httpx2.get(ready, timeout=2).status_code == 200:
                     break
             except httpx2.TransportError:
                 pass
             assert time.monotonic() < deadline, "the portal did not start:\n" + log.read_text()
             time.sleep(0.1)
-        yield PortalProcess(url, database_url, log)
+        yield server
     finally:
         server.terminate()
         try:

@@ -4,7 +4,6 @@ settings file written for the test. Tests talk to it over real HTTP and WebSocke
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import socket
 import threading
@@ -22,6 +21,8 @@ from portal_asgi import Portal
 from portal_asgi.db import store
 from portal_asgi.db.engine import Database
 
+from .helpers import csrf_token
+
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = ("stable", "ea", "devel", "admin")
 
@@ -29,6 +30,14 @@ LEVELS = ("stable", "ea", "devel", "admin")
 def mount_path(level: str) -> str:
     """Where the test portal mounts the test product at `level` (`/admin` is the portal's own)."""
     return "/top" if level == "admin" else f"/{level}"
+
+
+def may_open(held: str | None, required: str) -> bool:
+    """Whether a user at level `held` (None: anonymous) may open a mount at `required`."""
+    if required == "public":
+        return True
+    ranks = {name: rank for rank, name in enumerate(LEVELS)}
+    return held is not None and ranks[held] >= ranks[required]
 
 
 def password_for(username: str) -> str:
@@ -122,25 +131,32 @@ class RunningPortal:
 
         return asyncio.run(work())
 
-    def add_user(self, username: str, level: str, email: str = "") -> None:
+    def add_user(self, username: str, level: str, email: str = "", *, wait: bool = False) -> None:
+        """`username` (password `password_for(name)`) in the portal's database; with `wait`, once
+        the portal's directory knows them (the change reaches it through the change feed)."""
         self.run_db(
             lambda db: store.add_user(
                 db, username, level=level, password=password_for(username), email=email
             )
         )
+        if wait:
+            self.wait_until(lambda: self.knows(username))
+
+    def knows(self, *usernames: str) -> bool:
+        """Whether the portal's directory holds every one of `usernames`."""
+        runtime = self.portal.runtime
+        return runtime is not None and all(runtime.directory.user(u) is not None for u in usernames)
 
     def login(
         self, client: httpx2.Client, username: str, password: str | None = None
     ) -> httpx2.Response:
         page = client.get("/auth/login")
-        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert match, page.text
         return client.post(
             "/auth/login",
             data={
                 "username": username,
                 "password": password if password is not None else password_for(username),
-                "csrf_token": match.group(1),
+                "csrf_token": csrf_token(page.text),
                 "next": "/",
             },
         )
@@ -149,13 +165,7 @@ class RunningPortal:
         """`user-<level>` at every level (password `password_for(name)`), known to the portal."""
         for level in LEVELS:
             self.add_user(f"user-{level}", level, email=f"{level}@example.org")
-        self.wait_until(
-            lambda: all(
-                self.portal.runtime is not None
-                and self.portal.runtime.directory.user(f"user-{level}") is not None
-                for level in LEVELS
-            )
-        )
+        self.wait_until(lambda: self.knows(*(f"user-{level}" for level in LEVELS)))
 
     @contextmanager
     def logged_in(self, username: str) -> Iterator[httpx2.Client]:
@@ -169,9 +179,7 @@ class RunningPortal:
         page = client.get("/auth/login")
         if page.status_code == 303:  # already signed in: the catalogue carries the logout form
             page = client.get("/", headers={"accept": "text/html"})
-        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert match, page.text
-        return match.group(1)
+        return csrf_token(page.text)
 
     def wait_until(self, condition: Any, timeout: float = 5.0) -> None:
         """Poll `condition()` until it holds: for changes that travel through the change feed."""

@@ -41,7 +41,8 @@ def test_a_product_gets_its_mount_and_trusted_headers_only(tmp_path: Path) -> No
             seen = json.loads(answer.body)
             assert seen["path"] == "/rude/x" and seen["root_path"] == "/rude"
             assert seen["portal"] == {"mount": "/rude", "level": "public"}
-            assert seen["headers"] == []  # anonymous: no X-Portal-*, and the forged ones gone
+            # anonymous: no X-Portal-*, and the forged ones gone; the portal's request id
+            assert seen["headers"] == ["x-request-id"]
 
     run(tmp_path, scenario())
 

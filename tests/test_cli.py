@@ -1,5 +1,7 @@
-"""The `portal-asgi` command line, run as a subprocess against a settings file written for the test:
-output on stdout, errors on stderr with a non-zero exit; only `db upgrade` changes the schema."""
+"""The `portal-asgi` command line against a settings file written for the test: output on stdout,
+errors on stderr with a non-zero exit; only `db upgrade` changes the schema. Commands run in
+process (tests/cli_runner.py); `test_help` runs the installed console script as a subprocess, and
+the import checks a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from portal_asgi.db import migrate
 from portal_asgi.db.engine import Database
 
 from .cli_runner import PORTAL_ASGI, mint_token, run_cli
+from .helpers import csrf_token
 from .servers import RunningPortal, settings_text
 
 
@@ -64,7 +67,8 @@ def test_the_console_script_exists() -> None:
 
 
 def test_help() -> None:
-    done = run_cli(None, "--help")
+    """The one run of the real `portal-asgi` entry point: the console script, in a process."""
+    done = run_cli(None, "--help", process=True)
     assert done.returncode == 0
     for command in ("check", "routes", "users", "token"):
         assert command in done.stdout
@@ -267,14 +271,12 @@ def test_minted_token_works_as_bearer_on_a_running_portal(fresh_portal: RunningP
 
         # the password given on stdin is the one that signs in
         page = client.get("/auth/login")
-        match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert match
         response = client.post(
             "/auth/login",
             data={
                 "username": "alice",
                 "password": "alice's password",
-                "csrf_token": match.group(1),
+                "csrf_token": csrf_token(page.text),
                 "next": "/ea/",
             },
         )

@@ -134,13 +134,8 @@ def portal(database: str, link: CuttableLink, tmp_path: Path) -> Iterator[Runnin
     with serve(tmp_path, database_url=_through(database, link)) as running:
         running.add_user("alice", "ea")
         running.add_user("bob", "ea")
-        running.wait_until(lambda: _knows(running, "alice") and _knows(running, "bob"))
+        running.wait_until(lambda: running.knows("alice", "bob"))
         yield running
-
-
-def _knows(running: RunningPortal, username: str) -> bool:
-    runtime = running.portal.runtime
-    return runtime is not None and runtime.directory.user(username) is not None
 
 
 def _assert_no_leak(response: httpx2.Response) -> None:
@@ -281,8 +276,7 @@ def test_a_portal_that_starts_without_its_database_serves_once_it_is_back(
             lambda: running.portal.runtime is not None and running.portal.runtime.directory.loaded,
             timeout=15,
         )
-        running.add_user("carol", "ea")
-        running.wait_until(lambda: _knows(running, "carol"))
+        running.add_user("carol", "ea", wait=True)
         with running.logged_in("carol") as carol:
             assert carol.get("/ea/whoami", headers=JSON).json()["user"] == "carol"
 

@@ -25,26 +25,15 @@ from sqlalchemy.util import await_
 
 from portal_asgi.db import store
 from portal_asgi.db.engine import Database
-from portal_asgi.db.models import Change, utcnow
+from portal_asgi.db.models import Change
 from portal_asgi.directory import Directory
+
+from .helpers import Clock
 
 pytestmark = pytest.mark.anyio
 
 HOUR = 3600.0
 WAIT = 30.0  # generous: a loaded 2-core machine
-
-
-class Clock:
-    """Naive UTC time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @asynccontextmanager

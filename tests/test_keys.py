@@ -32,6 +32,7 @@ from portal_asgi.signing import KeyKeeper, rotate, startup
 from portal_asgi.tokens import TokenCodec
 
 from .cli_runner import mint_token, run_cli
+from .helpers import Clock
 from .servers import RunningPortal, serve, settings_text
 
 pytestmark = pytest.mark.anyio
@@ -167,14 +168,6 @@ def test_settings_refuse_misplaced_keys(
 # --- the database's key set, as workers see it (a clock moved by hand) ---------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 def keeper_for(db: Database, key_file: Path, passphrase: str = "") -> tuple[KeyRing, KeyKeeper]:
     extra = {"key_passphrase": passphrase} if passphrase else {}
     portal = PortalSettings(key_file=str(key_file), **extra)  # type: ignore[arg-type]
@@ -257,11 +250,6 @@ async def test_keys_in_the_database_are_encrypted_with_the_passphrase(
 # --- rotation across two running portals on one database --------------------------------------
 
 
-def knows(portal: RunningPortal, username: str) -> bool:
-    runtime = portal.portal.runtime
-    return runtime is not None and runtime.directory.user(username) is not None
-
-
 def cookie_name(portal: RunningPortal) -> str:
     runtime = portal.portal.runtime
     assert runtime is not None
@@ -313,7 +301,7 @@ def test_keys_rotate_reaches_every_portal_without_a_restart(
         portals = (first, second)
         first.add_user("alice", "ea")
         for portal in portals:
-            portal.wait_until(lambda p=portal: knows(p, "alice"))
+            portal.wait_until(lambda p=portal: p.knows("alice"))
         # the second host's own key file is not what it signs with: the database's first key is
         old = file_kid(tmp_path / "a" / "key.pem")
         assert file_kid(tmp_path / "b" / "key.pem") != old
@@ -373,8 +361,7 @@ def test_a_key_from_the_environment_pins_the_signing_key(tmp_path: Path) -> None
     env = {"PORTAL_SIGNING_KEY": key.private_pem, "PORTAL_PREVIOUS_KEY": previous.private_pem}
     extra = 'key = "env:PORTAL_SIGNING_KEY"\nverify_keys = ["env:PORTAL_PREVIOUS_KEY"]'
     with serve(tmp_path, extra_portal=extra, env=env) as portal:
-        portal.add_user("alice", "ea")
-        portal.wait_until(lambda: knows(portal, "alice"))
+        portal.add_user("alice", "ea", wait=True)
         assert kid_of(sign_in(portal, "alice")) == key.kid
         assert jwks_kids(portal) == {key.kid, previous.kid}
         # a token of the previous key (deployed before this one) still opens the mount
@@ -409,8 +396,7 @@ def test_a_mounted_secret_file_is_read_and_never_written(tmp_path: Path) -> None
     secret.chmod(0o400)
     before = (secret.read_bytes(), secret.stat().st_mtime_ns)
     with serve(tmp_path, extra_portal='key_rotation = "manual"') as portal:
-        portal.add_user("alice", "ea")
-        portal.wait_until(lambda: knows(portal, "alice"))
+        portal.add_user("alice", "ea", wait=True)
         assert kid_of(sign_in(portal, "alice")) == key.kid
         assert jwks_kids(portal) == {key.kid}
         refused = run_cli(portal.settings_file, "keys", "rotate")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from portal_asgi.exceptions import ProviderUnavailable, SettingsError, TokenError
+from portal_asgi.jose_utils import b64url_encode
 from portal_asgi.oidc import OIDCProvider
 from portal_asgi.oidc.discovery import Discovery
 from portal_asgi.oidc.jwt import check_id_token, verify_jwt
@@ -198,7 +198,7 @@ def test_rejects_critical_header_extensions() -> None:
     signed = idp.sign()
     header = {"alg": "RS256", "kid": "k1", "crit": ["exp"], "exp": 1}
     # joserfc will not sign an unknown `crit`; the header is swapped in (the check comes first)
-    encoded = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    encoded = b64url_encode(json.dumps(header).encode())
     token = encoded + signed[signed.index(".") :]
     with pytest.raises(TokenError, match="critical"):
         verify(keys, token)

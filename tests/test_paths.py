@@ -149,7 +149,9 @@ def test_other_spellings_never_reach_devel_for_stable(
     portal: RunningPortal, sessions: dict[str, dict[str, str]], target: bytes
 ) -> None:
     response = raw_request(portal, target, {**sessions["stable"], **JSON})
-    assert response.status in (400, 403, 404), response.raw
+    # no mount has any of these paths (404), but `/%64evel/` is `/devel/` itself: stable may not
+    expected = 403 if target == b"/%64evel/whoami" else 404
+    assert response.status == expected, response.raw
     assert not response.shows_devel()
 
 
@@ -177,10 +179,9 @@ def test_mount_without_trailing_slash_redirects(
     portal: RunningPortal, sessions: dict[str, dict[str, str]], level: str
 ) -> None:
     response = raw_request(portal, b"/devel", {**sessions[level], **HTML})
-    assert response.status in (307, 308, 404), response.raw
+    assert response.status == 307, response.raw  # routes.py: a bare mount path, to its slash form
     assert not response.shows_devel()
-    if response.status != 404:
-        assert response.headers["location"].endswith("/devel/")
+    assert response.headers["location"] == "/devel/"
     followed = raw_request(portal, b"/devel/", {**sessions[level], **HTML})
     assert followed.status == (200 if level == "devel" else 403)
     assert followed.shows_devel() == (level == "devel")
@@ -194,7 +195,7 @@ def test_trailing_and_doubled_slashes_inside_the_mount(
     assert stable.status == 403
     assert not stable.shows_devel()
     devel = raw_request(portal, target, {**sessions["devel"], **JSON})
-    assert devel.status in (200, 404)
+    assert devel.status == 200  # inside the mount, the product answers its own paths
 
 
 def test_absolute_form_target_is_judged_by_its_path(
@@ -224,7 +225,7 @@ def test_very_long_path_is_refused(
     portal: RunningPortal, sessions: dict[str, dict[str, str]]
 ) -> None:
     response = raw_request(portal, b"/devel/" + b"a/" * 3000, {**sessions["devel"], **JSON})
-    assert response.status in (400, 414)
+    assert response.status == 400  # paths over 4 KiB (middleware/paths.py), before routing
 
 
 def test_control_byte_in_the_request_line_is_refused(

@@ -5,9 +5,7 @@ settings file's folder, never against the working directory."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from portal_asgi.settings import load_settings
 
 from .cli_runner import run_cli
+from .processes import uvicorn_process
 from .servers import ROOT, free_port
 
 
@@ -83,27 +82,8 @@ def _uvicorn(settings: Path, cwd: Path, port: int) -> Iterator[str]:
     command = [sys.executable, "-m", "uvicorn", "portal_asgi:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--no-proxy-headers", "--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
-    with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=output)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, f"uvicorn exited: {log.read_text()}"
-            assert time.monotonic() < deadline, f"portal not ready: {log.read_text()}"
-            try:
-                if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.1)
+    with uvicorn_process(command, ready=f"{url}/readyz", cwd=cwd, env=env, log=log):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_commands_from_any_folder_and_the_server_share_one_database_and_key(

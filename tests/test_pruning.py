@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 
 from portal_asgi.db import store
 from portal_asgi.db.engine import Database
-from portal_asgi.db.models import Change, Session, utcnow
+from portal_asgi.db.models import Change, Session
 from portal_asgi.directory import Directory
+
+from .helpers import Clock
 
 pytestmark = pytest.mark.anyio
 
@@ -22,17 +24,6 @@ CYCLES = 10_000
 STEP = 60.0  # seconds between two logins: 10,000 of them span about a week
 POLL_EVERY = 10  # cycles between two feed polls (ten minutes of the test's time)
 PRUNE_EVERY = 100  # cycles between two prunings (see the bounds below)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 async def _rows(db: Database, table: type[Session] | type[Change]) -> int:

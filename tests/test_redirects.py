@@ -10,6 +10,7 @@ import pytest
 
 from portal_asgi.redirects import safe_next
 
+from .helpers import csrf_token
 from .servers import RunningPortal, password_for
 
 HOSTILE = [
@@ -79,10 +80,7 @@ def test_safe_next_none() -> None:
 
 
 def _csrf(client: httpx2.Client) -> str:
-    page = client.get("/auth/login")
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, page.text
-    return match.group(1)
+    return csrf_token(client.get("/auth/login").text)
 
 
 def _login(portal: RunningPortal, next_value: str, username: str = "user-ea") -> httpx2.Response:

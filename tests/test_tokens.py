@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 
 from portal_asgi.exceptions import TokenError
+from portal_asgi.jose_utils import b64url_decode, b64url_encode
 from portal_asgi.keys import ALGORITHM, SigningKey, generate_key, load_or_create_key
 from portal_asgi.tokens import TokenCodec, assert_cryptography_backend
 
@@ -48,16 +48,8 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {name: value for name, value in made.items() if value is not None}
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def raw_token(header: dict[str, Any], body: dict[str, Any], signature: bytes = b"") -> str:
-    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(body).encode())}.{b64(signature)}"
+    return f"{b64url_encode(json.dumps(header).encode())}.{b64url_encode(json.dumps(body).encode())}.{b64url_encode(signature)}"
 
 
 def encode(body: dict[str, Any], key: SigningKey, **headers: Any) -> str:
@@ -219,9 +211,11 @@ def test_hs256_signed_with_the_public_key(codec: TokenCodec, key: SigningKey, se
     material = key.public_pem if secret == "public_pem" else json.dumps(key.public_jwk)
     header = {"alg": "HS256", "typ": "JWT", "kid": key.kid}
     body = {"iss": ISSUER, "aud": ISSUER, **claims()}
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(body).encode())}"
+    signing_input = (
+        f"{b64url_encode(json.dumps(header).encode())}.{b64url_encode(json.dumps(body).encode())}"
+    )
     signature = hmac.new(material.encode(), signing_input.encode(), hashlib.sha256).digest()
-    refused(codec, f"{signing_input}.{b64(signature)}", "not allowed")
+    refused(codec, f"{signing_input}.{b64url_encode(signature)}", "not allowed")
 
 
 def test_other_asymmetric_algorithm(codec: TokenCodec, key: SigningKey) -> None:
@@ -279,15 +273,15 @@ def test_signed_by_another_key_claiming_our_kid(codec: TokenCodec, key: SigningK
 @pytest.mark.parametrize("change", [{"sub": "admin"}, {"lvl": "admin"}, {"exp": 4102444800}])
 def test_tampered_payload(codec: TokenCodec, change: dict[str, Any]) -> None:
     header, payload, signature = codec.sign(claims()).split(".")
-    body = json.loads(unb64(payload))
+    body = json.loads(b64url_decode(payload))
     body.update(change)
-    refused(codec, f"{header}.{b64(json.dumps(body).encode())}.{signature}")
+    refused(codec, f"{header}.{b64url_encode(json.dumps(body).encode())}.{signature}")
 
 
 def test_tampered_header(codec: TokenCodec, key: SigningKey) -> None:
     header, payload, signature = codec.sign(claims()).split(".")
-    forged = {**json.loads(unb64(header)), "typ": "XYZ"}
-    refused(codec, f"{b64(json.dumps(forged).encode())}.{payload}.{signature}")
+    forged = {**json.loads(b64url_decode(header)), "typ": "XYZ"}
+    refused(codec, f"{b64url_encode(json.dumps(forged).encode())}.{payload}.{signature}")
 
 
 def test_signature_of_another_token(codec: TokenCodec) -> None:

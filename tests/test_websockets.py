@@ -28,6 +28,7 @@ from portal_asgi.db.models import AuditEvent
 from portal_asgi.middleware.origins import normalise_origin
 from portal_asgi.types import Message
 
+from .asgi import Lifespan
 from .cli_runner import run_cli
 from .servers import RunningPortal, serve, settings_text
 
@@ -95,11 +96,6 @@ def _start(tmp: Path, impl: str, mounts: str) -> Iterator[RunningPortal]:
         yield running
 
 
-def _knows(portal: RunningPortal, username: str) -> bool:
-    runtime = portal.portal.runtime
-    return runtime is not None and runtime.directory.user(username) is not None
-
-
 @pytest.fixture(scope="module", params=WS_IMPLS)
 def wsp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     yield from _start(tmp_path_factory.mktemp("ws"), request.param, MOUNTS)
@@ -113,8 +109,7 @@ def limited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def new_user(portal: RunningPortal, level: str) -> str:
     """A user of the test's own, for tests that end sessions or change levels."""
     name = f"ws-{next(_names)}"
-    portal.add_user(name, level)
-    portal.wait_until(lambda: _knows(portal, name))
+    portal.add_user(name, level, wait=True)
     return name
 
 
@@ -438,7 +433,7 @@ def test_change_written_by_another_worker_reaches_this_one(
         other_runtime = other.portal.runtime
         assert other_runtime is not None
         name = new_user(wsp, "ea")
-        other.wait_until(lambda: _knows(other, name))
+        other.wait_until(lambda: other.knows(name))
         with wsp.logged_in(name) as browser:
             claims = runtime.codec.verify(str(browser.cookies["portal_session"]))
             # the same session, as the other worker's cookie (its issuer is its own base_url)
@@ -506,11 +501,11 @@ def test_shutdown_closes_open_sockets_cleanly(tmp_path: Path, impl: str) -> None
     """uvicorn closes sockets itself (1012) before the portal's lifespan shutdown; anything still
     open then is closed by the portal with 1001. Either way: a close frame, never a dropped TCP."""
     with serve(tmp_path, ws=impl, mounts=MOUNTS) as running:
-        running.add_user("user-ea", "ea")
-        running.wait_until(lambda: _knows(running, "user-ea"))
+        running.add_user("user-ea", "ea", wait=True)
         with open_socket(running, "/echo/ws", cookie=session_cookie(running, "user-ea")) as ws:
             greeting(ws)
             running.server.should_exit = True
+            # both right: which comes first, uvicorn's own 1012 or the portal's 1001, is the server's
             assert close_code(ws, within=10) in (1001, 1012)
         running.thread.join(timeout=15)
         runtime = running.portal.runtime
@@ -527,13 +522,8 @@ def test_portal_closes_sockets_still_open_at_shutdown_1001(tmp_path: Path) -> No
     portal = Portal(load_settings(file))
 
     async def scenario() -> None:
-        life_in: asyncio.Queue[Message] = asyncio.Queue()
-        life_out: asyncio.Queue[Message] = asyncio.Queue()
-        lifespan = asyncio.create_task(
-            portal({"type": "lifespan", "asgi": {"version": "3.0"}}, life_in.get, life_out.put)
-        )
-        await life_in.put({"type": "lifespan.startup"})
-        assert (await life_out.get())["type"] == "lifespan.startup.complete"
+        lifespan = Lifespan(portal)
+        await lifespan.startup()
         runtime = portal.runtime
         assert runtime is not None
         await store.add_user(runtime.db, "user-ea", level="ea", password=None)
@@ -565,11 +555,10 @@ def test_portal_closes_sockets_still_open_at_shutdown_1001(tmp_path: Path) -> No
         await socket_in.put({"type": "websocket.connect"})
         assert (await socket_out.get())["type"] == "websocket.accept"
         assert "user-ea" in (await socket_out.get())["text"]  # the greeting
-        await life_in.put({"type": "lifespan.shutdown"})
+        lifespan.shut_down()
         closed = await asyncio.wait_for(socket_out.get(), 5)
         assert (closed["type"], closed["code"]) == ("websocket.close", 1001)
         await asyncio.wait_for(connection, 5)  # the product saw the disconnect and returned
-        assert (await asyncio.wait_for(life_out.get(), 5))["type"] == "lifespan.shutdown.complete"
-        await lifespan
+        assert (await asyncio.wait_for(lifespan.ended(), 5))["type"] == "lifespan.shutdown.complete"
 
     asyncio.run(scenario())

@@ -3,13 +3,14 @@ cookies apart by port), redirects followed by hand so each step can be looked at
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import secrets
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
+
+from portal_asgi.jose_utils import b64url_encode
 
 
 class Browser:
@@ -80,7 +81,7 @@ def user_access_token(issuer: str, account: str, client: tuple[str, str], audien
     """An access token for `account`, obtained by another client of the provider (as a command
     line tool of the user's would): the code flow with PKCE, redirect never followed."""
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    challenge = b64url_encode(hashlib.sha256(verifier.encode()).digest())
     redirect_uri = "http://127.0.0.1:9/auth/callback"  # port-agnostic loopback (RFC 8252)
     browser = Browser("http://127.0.0.1:9")
     try:
@@ -92,7 +93,7 @@ def user_access_token(issuer: str, account: str, client: tuple[str, str], audien
                 "scope": "openid profile email",
                 "resource": audience,
                 "state": secrets.token_urlsafe(16),
-                "code_challenge": challenge.rstrip(b"=").decode(),
+                "code_challenge": challenge,
                 "code_challenge_method": "S256",
             }
         )

@@ -3,7 +3,6 @@ socket), and JWTs forged by hand, byte by byte, the way jwt_tool builds them."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from portal_asgi.jose_utils import b64url_encode
 from portal_asgi.runtime import Runtime
 
 from .. import servers
@@ -84,12 +84,8 @@ def get(
     return raw_request(url, b"\r\n".join(lines) + b"\r\n\r\n")
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def b64json(value: Any) -> str:
-    return b64(json.dumps(value, separators=(",", ":")).encode())
+    return b64url_encode(json.dumps(value, separators=(",", ":")).encode())
 
 
 def es256_sign(private_pem: str | bytes, signing_input: bytes) -> bytes:
@@ -103,19 +99,19 @@ def es256_sign(private_pem: str | bytes, signing_input: bytes) -> bytes:
 
 def forge(header: dict[str, Any], claims: dict[str, Any], signature: bytes | str) -> str:
     signing_input = f"{b64json(header)}.{b64json(claims)}"
-    sig = signature if isinstance(signature, str) else b64(signature)
+    sig = signature if isinstance(signature, str) else b64url_encode(signature)
     return f"{signing_input}.{sig}"
 
 
 def sign_es256(header: dict[str, Any], claims: dict[str, Any], private_pem: str | bytes) -> str:
     signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
-    return f"{signing_input.decode()}.{b64(es256_sign(private_pem, signing_input))}"
+    return f"{signing_input.decode()}.{b64url_encode(es256_sign(private_pem, signing_input))}"
 
 
 def sign_hs256(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
     signing_input = f"{b64json(header)}.{b64json(claims)}".encode()
     digest = hmac.new(secret, signing_input, hashlib.sha256).digest()
-    return f"{signing_input.decode()}.{b64(digest)}"
+    return f"{signing_input.decode()}.{b64url_encode(digest)}"
 
 
 def session_claims(portal: servers.RunningPortal, username: str, **changes: Any) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from ..helpers import csrf_token
 from ..servers import RunningPortal, password_for
 
 OPEN_REDIRECTS = [
@@ -43,14 +43,12 @@ OPEN_REDIRECTS = [
 def login_with_next(portal: RunningPortal, next_value: str) -> str:
     with portal.client() as client:
         page = client.get("/auth/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token
         response = client.post(
             "/auth/login",
             data={
                 "username": "user-stable",
                 "password": password_for("user-stable"),
-                "csrf_token": token.group(1),
+                "csrf_token": csrf_token(page.text),
                 "next": next_value,
             },
         )

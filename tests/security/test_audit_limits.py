@@ -165,15 +165,21 @@ def test_admin_changes_from_the_cli_are_audited(small_audit: RunningPortal) -> N
     assert ("token.mint", "user-admin") in stored and any(e == "token.revoke" for e, _ in stored)
 
 
-@pytest.mark.parametrize("size", [40_000, 1_000_000])
+# Two answers each, both correct, because they depend on how the bytes arrive: h11 refuses (400)
+# once it holds over 16 KiB of an unfinished head, so 40 KB read at once reaches the portal's own
+# cap (431); 1 MB is always cut by h11, whose close with bytes unread may reset the connection (0).
+POSSIBLE = {40_000: (400, 431), 1_000_000: (0, 400)}
+
+
+@pytest.mark.parametrize("size", list(POSSIBLE))
 def test_h11_parser_refuses_oversized_headers_with_400(tmp_path: Path, size: int) -> None:
-    """Under uvicorn's h11 implementation the server itself stops at about 16 KiB: a 400 (or a closed
-    connection), never a 500, and the portal keeps serving."""
+    """Under uvicorn's h11 implementation an oversized head is refused by the server or by the
+    portal (see POSSIBLE), never answered 500, and the portal keeps serving."""
     with contextlib.ExitStack() as stack:
         portal = stack.enter_context(
             contextlib.contextmanager(start)(tmp_path, "", users=False, http="h11")
         )
         response = get(portal.url, b"/open-echo/", headers={"X-Big": "a" * size})
-        assert response.status in (0, 400, 431), response.status  # 431: the portal's own cap
+        assert response.status in POSSIBLE[size], response.status
         assert "aaaa" not in response.text
         assert get(portal.url, b"/healthz").status == 200

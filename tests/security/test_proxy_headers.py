@@ -5,24 +5,29 @@ fails this test."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 
+from ..helpers import csrf_token
+from ..processes import uvicorn_process
 from ..servers import ROOT, free_port, settings_text
 
+ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 
-def make_run_commands(tmp: Path, port: int) -> list[list[str]]:
-    """The commands `make run` executes, as make expands them: the virtualenv running these
-    tests, loopback, `port`. Setup is not rerun (`-o`: its stamp counts as done)."""
+
+def make_run_commands(tmp: Path, port: int) -> list[str]:
+    """The lines `make run` hands the shell, as make expands them: the virtualenv running these
+    tests, loopback, `port`, the metrics folder in `tmp`. Setup is not rerun (`-o`: its stamp
+    counts as done)."""
     stamp = tmp / "installed"
     done = subprocess.run(
         [
@@ -36,6 +41,7 @@ def make_run_commands(tmp: Path, port: int) -> list[list[str]]:
             f"BIN={Path(sys.executable).parent}",
             "HOST=127.0.0.1",
             f"PORT={port}",
+            f"METRICS_DIR={tmp / 'metrics'}",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -43,60 +49,45 @@ def make_run_commands(tmp: Path, port: int) -> list[list[str]]:
         check=True,
         timeout=60,
     )
-    return [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
+    return [line for line in done.stdout.splitlines() if line.strip()]
 
 
 @contextmanager
 def made_portal(tmp: Path) -> Iterator[str]:
     """The portal as `make run` starts it, in a process of its own; its URL."""
     port = free_port()
-    *setup, serve = make_run_commands(tmp, port)
+    *setup, last = make_run_commands(tmp, port)
+    words = shlex.split(last)
+    # leading NAME=value words set the server's environment, as the shell reads them
+    assignments = list(itertools.takewhile(ASSIGNMENT.fullmatch, words))
+    serve = words[len(assignments) :]
     assert Path(serve[0]).name == "uvicorn", serve
     settings = tmp / "settings.toml"
     settings.write_text(settings_text(tmp, port=port))
     env = {**os.environ, "PORTAL_SETTINGS": str(settings), "PORTAL_ADMIN_PASSWORD": "unused-here"}
-    for command in setup:
+    for line in setup:
         done = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+            ["sh", "-c", line], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
         )
-        assert done.returncode == 0, (command, done.stderr)
-    log = tmp / "uvicorn.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=output, stderr=output)
+        assert done.returncode == 0, (line, done.stderr)
+    for word in assignments:
+        name, _, value = word.partition("=")
+        env[name] = value
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                if httpx2.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the portal did not start:\n" + log.read_text()
-            time.sleep(0.1)
+    with uvicorn_process(serve, ready=url + "/healthz", cwd=ROOT, env=env, log=tmp / "uvicorn.log"):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
 
 
 def failed_login(url: str, username: str, forwarded_for: str) -> int:
     headers = {"X-Forwarded-For": forwarded_for}
     with httpx2.Client(base_url=url, follow_redirects=False, timeout=30) as client:
         page = client.get("/auth/login", headers=headers)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token, page.text
         response = client.post(
             "/auth/login",
             data={
                 "username": username,
                 "password": "wrong",
-                "csrf_token": token.group(1),
+                "csrf_token": csrf_token(page.text),
                 "next": "/",
             },
             headers=headers,

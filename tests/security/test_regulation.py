@@ -4,7 +4,6 @@ answer 429 with Retry-After, go to the audit log, and say nothing about which us
 from __future__ import annotations
 
 import contextlib
-import re
 import statistics
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from portal_asgi.db.engine import Database
 from portal_asgi.db.models import AuditEvent, utcnow
 
 from ..cli_runner import run_cli
+from ..helpers import csrf_token, without_csrf_token
 from ..servers import RunningPortal, password_for
 from .conftest import start
 
@@ -51,14 +51,12 @@ def attempt(
 ) -> httpx2.Response:
     with portal.client() as client:
         page = client.get("/auth/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token
         return client.post(
             "/auth/login",
             data={
                 "username": username,
                 "password": password,
-                "csrf_token": token.group(1),
+                "csrf_token": csrf_token(page.text),
                 "next": "/",
             },
             headers=headers or {},
@@ -141,7 +139,7 @@ def test_unknown_and_known_usernames_get_the_same_answers(
             (
                 r.status_code,
                 "retry-after" in r.headers,
-                re.sub(r'name="csrf_token" value="[^"]+"', "", r.text).replace(name, "NAME"),
+                without_csrf_token(r.text).replace(name, "NAME"),
             )
             for r in answers
         ]

@@ -11,6 +11,7 @@ import httpx2
 from portal_asgi.cookies import SessionCookie
 from portal_asgi.settings import load_settings
 
+from ..helpers import csrf_token
 from ..servers import RunningPortal, password_for, settings_text
 from .helpers import runtime_of, session_claims
 
@@ -58,8 +59,7 @@ def test_login_rotates_the_session_id_no_fixation(secure_portal: RunningPortal) 
     assert first and first != "attacker-chosen-value"
     with secure_portal.client() as again:
         # a valid session planted before login (fixation with a real token) is replaced too
-        form = again.get("/auth/login").text
-        token = form.split('name="csrf_token" value="')[1].split('"')[0]
+        token = csrf_token(again.get("/auth/login").text)
         again.cookies.set(name, first, domain="127.0.0.1")
         response = again.post(
             "/auth/login",
