@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 OIDC_PROVIDER := tests/oidc/node_modules/.installed
 
-.PHONY: run test lint format bench bench-http bench-wsgi bench-request wrk clean setup browser nginx
+.PHONY: run test lint format bench bench-http bench-wsgi bench-request wrk soak clean setup browser nginx
 
 setup: $(STAMP)
 
@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml
 
 # --no-proxy-headers: the portal alone decides whom to believe about client addresses
 # ([security] trusted_proxies); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
+# PROMETHEUS_MULTIPROC_DIR: where every worker's metrics add up, emptied before each start
+# (docs/operations.md); `make run WORKERS=2` serves with two.
+WORKERS ?= 1
+METRICS_DIR := var/metrics
 run: $(STAMP)
 	$(BIN)/portal-asgi db upgrade
-	$(BIN)/uvicorn portal_asgi:app --host $(HOST) --port $(PORT) --no-proxy-headers
+	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) $(BIN)/uvicorn portal_asgi:app --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-proxy-headers
 
 test: $(STAMP) browser nginx $(OIDC_PROVIDER)
 	$(BIN)/python -m pytest
@@ -70,6 +75,13 @@ bench-request: $(STAMP) wrk
 # What the portal costs an HTTP request, against the bare products (docs/performance.md).
 bench-http: $(STAMP)
 	$(BIN)/python bench/http_bench.py
+
+# The portal over time: 30 minutes of mixed traffic (pages, refusals, sign-ins, WebSockets) on two
+# workers, each worker's memory and open files sampled; results in bench/results/soak.md and .json
+# (docs/operations.md). `make test` runs the same for two minutes (tests/test_soak.py).
+SOAK_SECONDS ?= 1800
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --seconds $(SOAK_SECONDS) --results bench/results
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests products bench

@@ -16,6 +16,8 @@ it; the docs link here.
                                answers and the refreshed session cookie; open WebSockets stay
                                in the registry and are judged again (sockets.py)
           8. audit             the portal's refusals, rate-limited
+          +  observe           around it all: the request id (X-Request-ID), the metrics, the
+                               access line (observe.py)
 
 A refusal answers at once with the status of the answers table (answers.py) and is audited.
 Nothing here reads what a product wrote into the scope.
@@ -30,7 +32,7 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -38,18 +40,22 @@ from starlette.staticfiles import StaticFiles
 from .answers import refuse, send_response
 from .audit import ensure_log_handler
 from .exceptions import PortalError
+from .logs import access_log
 from .middleware import inbound as incoming
 from .middleware.denials import DENIALS, Denials
 from .middleware.guard import Guard, Refusal
 from .middleware.headers import Outgoing, SecurityHeaders
 from .middleware.identity import BearerAuthenticator, Identity
+from .middleware.inbound import Inbound
 from .middleware.limits import Limits
 from .middleware.origins import Origins
 from .middleware.paths import is_ambiguous
 from .middleware.proxies import Proxies
+from .observe import Observer, Seen, refusing
 from .oidc import ProviderBearer
 from .pages.auth import AuthPages
 from .pages.catalogue import Catalogue
+from .pages.metrics import MetricsPage
 from .pages.oidc import OIDCPages
 from .pages.system import SystemPages
 from .routes import Route as PortalRoute
@@ -96,6 +102,9 @@ class RequestPath:
         self.cookie_name = runtime.cookie.name.encode()
         self.denials = Denials(runtime.db, per_minute=security.audit_denials_per_minute)
         ensure_log_handler()
+        self.observer = Observer(
+            runtime.metrics, self.proxies, access_log=access_log(settings.logging)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -103,6 +112,14 @@ class RequestPath:
         # 1-2. What arrived, and from whom: the client's own X-Portal-* and forwarding headers
         # are dropped; a trusted proxy's forwarding headers name the real client.
         inbound = incoming.read(scope)
+        seen = self.observer.start(scope, inbound, send)  # before proxies.apply: see observe.py
+        try:
+            await self.dispatch(scope, receive, seen, inbound)
+        finally:
+            self.observer.done(scope, seen)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Seen, inbound: Inbound) -> None:
+        """`send` remembers the route and the status (observe.py)."""
         self.proxies.apply(scope, inbound)
         scope["headers"] = inbound.headers
         # 3. What cannot be read one way is refused before anything reads it.
@@ -115,7 +132,7 @@ class RequestPath:
         # 4. Who is calling (anonymous when no credential is good); never a refusal itself.
         cookie = await self.identity.identify(scope, inbound)
         # 5-6. The route, and its rules.
-        route = self.routes.match(scope["path"])
+        route = send.route = self.routes.match(scope["path"])
         refusal = self.guard.check(scope, route)
         if refusal is not None:
             await self.refuse(scope, receive, send, refusal)
@@ -168,6 +185,10 @@ class RequestPath:
         (never a traceback) when it had not started its answer."""
         try:
             await app(scope, receive, send)
+        except ClientDisconnect:
+            # the client left while the page or product read its body: nobody to answer and
+            # nothing broken, and a traceback per dropped request would let anyone flood the log
+            logger.debug("client left during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not send.status and scope["type"] == "http":
@@ -184,6 +205,7 @@ class RequestPath:
         await send_response(outgoing, 307, b"", "text/plain", [(b"location", target.encode())])
 
     async def refuse(self, scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
+        refusing(refusal)
         outgoing = Outgoing(send, self.headers, product=False)
         await refuse(
             scope, receive, outgoing, refusal.status, title=self.title, detail=refusal.text
@@ -234,6 +256,7 @@ def build_pages(runtime: Runtime) -> Starlette:
     routes: list[BaseRoute] = [
         *(OIDCPages(runtime, runtime.oidc) if runtime.oidc else AuthPages(runtime)).routes(),
         *SystemPages(runtime).routes(),
+        *MetricsPage(runtime).routes(),
         Route("/", Catalogue(runtime).endpoint, methods=["GET", "HEAD"]),
         Mount("/static", StaticFiles(packages=[("portal_asgi", "static")]), name="static"),
     ]
@@ -252,7 +275,8 @@ async def _answer(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if not isinstance(exc, ClientDisconnect):  # the client left mid-body: see RequestPath._answer
+        logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _Refusal(500, request.app.state.title)
 
 

@@ -87,6 +87,7 @@ class Directory:
         # bumped at every change: what was judged against an older version is judged again
         self.version = 0
         self.last_poll: float | None = None  # time.monotonic() of the last good poll (/readyz)
+        self.failures = 0  # polls the database did not answer (metrics.py counts them)
         self.pending: dict[int, dt.datetime] = {}  # change id -> when it was first missed
         self._loaded_at = dt.datetime.min
         self._polled_at = dt.datetime.min
@@ -268,6 +269,7 @@ class Directory:
             except (DatabaseUnavailable, SQLAlchemyError) as exc:
                 # Anything the database says (down, or a table gone) must not end the feed: this
                 # worker keeps serving from memory and catches up when the database answers.
+                self.failures += 1
                 if not failing:
                     logger.warning(
                         "change feed: database unavailable (%s); serving from memory",

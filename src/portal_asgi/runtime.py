@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import signing
+from . import logs, signing
 from .cookies import SessionCookie
 from .csrf import CSRF
 from .db import migrate, store
@@ -23,6 +23,7 @@ from .directory import Directory
 from .exceptions import DatabaseUnavailable, KeyUnusable, SchemaOutOfDate, UserError
 from .keys import KeyRing, SigningKey
 from .levels import Levels
+from .metrics import MULTIPROCESS_DIR, Metrics
 from .oidc import OIDCProvider
 from .policy import Policy
 from .products import Product, load_products, run_lifespans
@@ -46,6 +47,7 @@ class Runtime:
     csrf: CSRF
     products: tuple[Product, ...]
     sockets: SocketRegistry
+    metrics: Metrics
     oidc: OIDCProvider | None = None  # when [auth] provider = "oidc"
 
     @property
@@ -76,6 +78,7 @@ def build_runtime(settings: Settings) -> Runtime:
         csrf=csrf,
         products=tuple(load_products(settings)),
         sockets=SocketRegistry(settings.websocket, levels=levels, directory=directory),
+        metrics=Metrics(settings.metrics, multiprocess_dir=MULTIPROCESS_DIR),
         oidc=(
             OIDCProvider(settings.auth.oidc, base_url=settings.portal.base_url)
             if settings.auth.provider == "oidc" and settings.auth.oidc is not None
@@ -144,7 +147,9 @@ async def _keep_fresh(runtime: Runtime) -> None:
             return
         try:
             await prepare_database(runtime)
-        except (DatabaseUnavailable, SchemaOutOfDate):
+        except (DatabaseUnavailable, SchemaOutOfDate) as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                runtime.directory.failures += 1  # a database error, for the metrics
             continue  # said once at startup; /readyz tells the reason meanwhile
         except SQLAlchemyError as exc:  # e.g. a migration the database refused: keep trying
             logger.error("database startup failed: %s", str(exc).splitlines()[0])
@@ -158,7 +163,9 @@ async def _keep_fresh(runtime: Runtime) -> None:
 
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
-    """Open the database, load the directory, poll the change feed, run product lifespans."""
+    """Set up logging; open the database, load the directory, poll the change feed, run product
+    lifespans, hand metrics over."""
+    logs.configure(runtime.settings.logging)
     try:
         await prepare_database(runtime)
     except DatabaseUnavailable as exc:
@@ -177,7 +184,8 @@ async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
     try:
         lifespan_apps = [app for product in runtime.products for app in product.lifespan_apps]
         # sockets close (1001) before the products' own shutdown runs
-        async with run_lifespans(lifespan_apps), runtime.sockets.running():
+        metrics = runtime.metrics.running(runtime.db, runtime.directory, runtime.sockets)
+        async with run_lifespans(lifespan_apps), runtime.sockets.running(), metrics:
             yield runtime
     finally:
         runtime.directory.stop()

@@ -174,6 +174,23 @@ class WebSocketSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """`[metrics]`: who may read `/metrics`, and where (docs/operations.md)."""
+
+    # client networks that may read /metrics on the public listener (as trusted_proxies resolved)
+    allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    port: int | None = None  # a listener of its own; then never on the public one
+    host: str = "127.0.0.1"  # where that listener binds
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """`[logging]`: how log lines look (docs/operations.md)."""
+
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     file: str
     portal: PortalSettings = field(default_factory=PortalSettings)
@@ -181,6 +198,8 @@ class Settings:
     mounts: tuple[MountSettings, ...] = ()
     security: SecuritySettings = field(default_factory=SecuritySettings)
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
     def https(self) -> bool:
@@ -322,7 +341,7 @@ def load_settings(
 
 
 def parse_settings(data: Mapping[str, Any], *, file: str, environ: Mapping[str, str]) -> Settings:
-    tables = ("portal", "auth", "mount", "security", "websocket")
+    tables = ("portal", "auth", "mount", "security", "websocket", "metrics", "logging")
     top = _Reader(file, "", dict(data), tables, environ)
     portal = _parse_portal(file, top.table.get("portal", {}), environ)
     auth = _parse_auth(file, top.table.get("auth", {}), environ)
@@ -345,7 +364,14 @@ def parse_settings(data: Mapping[str, Any], *, file: str, environ: Mapping[str, 
     security = _parse_security(file, top.table.get("security", {}), environ)
     websocket = _parse_websocket(file, top.table.get("websocket", {}), environ)
     return Settings(
-        file=file, portal=portal, auth=auth, mounts=mounts, security=security, websocket=websocket
+        file=file,
+        portal=portal,
+        auth=auth,
+        mounts=mounts,
+        security=security,
+        websocket=websocket,
+        metrics=_parse_metrics(file, top.table.get("metrics", {}), environ),
+        logging=_parse_logging(file, top.table.get("logging", {}), environ),
     )
 
 
@@ -705,3 +731,33 @@ def _parse_websocket(file: str, table: object, environ: Mapping[str, str]) -> We
         max_message=reader.count("max_message", defaults.max_message),
         idle_timeout=reader.duration("idle_timeout", defaults.idle_timeout),
     )
+
+
+def _parse_metrics(file: str, table: object, environ: Mapping[str, str]) -> MetricsSettings:
+    reader = _Reader(file, "metrics", table, _keys(MetricsSettings), environ)
+    defaults = MetricsSettings()
+    allow = reader.strings("allow", defaults.allow)
+    for network in allow:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(
+                file, "metrics.allow", f"{network!r} is not an address or a network"
+            ) from None
+    port = reader.count("port", 0) if reader.has("port") else None
+    if port is not None and port > 65535:
+        raise SettingsError(file, "metrics.port", f"expected a port number, got {port}")
+    host = reader.string("host", defaults.host)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise SettingsError(
+            file, "metrics.host", f"expected an IP address to listen on, got {host!r}"
+        ) from None
+    return MetricsSettings(allow=allow, port=port, host=host)
+
+
+def _parse_logging(file: str, table: object, environ: Mapping[str, str]) -> LoggingSettings:
+    reader = _Reader(file, "logging", table, _keys(LoggingSettings), environ)
+    chosen = reader.choice("format", ("text", "json"), LoggingSettings().format)
+    return LoggingSettings(format="json" if chosen == "json" else "text")

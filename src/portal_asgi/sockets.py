@@ -31,6 +31,7 @@ from . import access
 from .answers import refuse
 from .directory import Directory
 from .levels import Levels
+from .observe import refusing
 from .settings import WebSocketSettings
 from .types import ASGIApp, Message, Receive, Scope, Send
 from .user import PortalUser
@@ -298,6 +299,7 @@ class SocketSession:
         socket = self.registry.open(scope, receive, send, self.required)
         if socket is None:
             logger.warning("websocket refused on %s: too many open sockets", scope.get("path"))
+            refusing("429")  # the portal's refusal, though on a product's route
             await refuse(scope, receive, send, 429)
             return
         try:

@@ -14,7 +14,15 @@ Headers = list[tuple[bytes, bytes]]
 # compared with `_` read as `-`: WSGI bridges turn `X_Portal_User` and `X-Portal-User` into the
 # same `HTTP_X_PORTAL_USER`, so either spelling could forge the other
 _PORTAL = b"x-portal-"
-_FORWARDING = (b"x-forwarded-", b"forwarded", b"x-real-ip", b"x-client-ip", b"true-client-ip")
+# X-Request-ID too: only a trusted proxy's names a request (observe.py takes it from `forwarded`)
+_FORWARDING = (
+    b"x-forwarded-",
+    b"forwarded",
+    b"x-real-ip",
+    b"x-client-ip",
+    b"true-client-ip",
+    b"x-request-id",
+)
 # a cheap first test before the exact one (ASGI names are lower case; a server may not be)
 _SUSPECT = frozenset((b"x", b"X", b"f", b"F", b"t", b"T"))
 

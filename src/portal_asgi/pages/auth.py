@@ -181,6 +181,7 @@ class AuthPages:
                 retry_after = await self.regulator.failed(attempt)
                 if retry_after:
                     return self._too_many(request, retry_after, next_path)
+                runtime.metrics.login("local", "failed")
                 return self._page(
                     request,
                     status=401,
@@ -197,6 +198,7 @@ class AuthPages:
             await runtime.directory.refresh()
         except HashingBusy as exc:
             logger.info("login refused, the worker is busy: %s (%s)", exc, client)
+            runtime.metrics.login("local", "busy")
             response = self._page(
                 request,
                 status=503,
@@ -207,6 +209,9 @@ class AuthPages:
             return response
         except (DatabaseUnavailable, UserError) as exc:
             logger.error("login unavailable: %s", exc)
+            runtime.metrics.login("local", "unavailable")
+            if isinstance(exc, DatabaseUnavailable):
+                runtime.metrics.database_error("sign-in")
             return self._page(
                 request,
                 status=503,
@@ -214,11 +219,13 @@ class AuthPages:
                 next_path=next_path,
             )
         logger.info("login: %s from %s", user.username, client)
+        runtime.metrics.login("local", "success")
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
         issue_session(runtime, response, opened.username, sid, uid=opened.uid)
         return response
 
     def _too_many(self, request: Request, retry_after: int, next_path: str) -> Response:
+        self.runtime.metrics.login("local", "banned")
         minutes = max(1, -(-retry_after // 60))
         response = self._page(
             request,
@@ -252,6 +259,7 @@ class AuthPages:
             except DatabaseUnavailable as exc:
                 # Refused here at once; recorded for every worker when the database is back.
                 runtime.directory.revoke_here(user.sid)
+                runtime.metrics.database_error("sign-out")
                 logger.error("logout could not record revocation of %s… yet: %s", user.sid[:6], exc)
             logger.info("logout: %s", user.username)
         return response

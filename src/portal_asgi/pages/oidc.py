@@ -110,6 +110,9 @@ class OIDCPages(AuthPages):
             )
         except (DatabaseUnavailable, UserError) as exc:
             logger.error("OIDC login unavailable: %s", exc)
+            self.runtime.metrics.login("oidc", "unavailable")
+            if isinstance(exc, DatabaseUnavailable):
+                self.runtime.metrics.database_error("sign-in")
             response = self._oidc_page(
                 request,
                 status=503,
@@ -123,6 +126,7 @@ class OIDCPages(AuthPages):
     async def _refused(self, request: Request, exc: LoginRefused, next_path: str) -> Response:
         client = client_address(request)
         logger.warning("OIDC login refused (%s): %s", client, exc.reason)
+        self.runtime.metrics.login("oidc", "unavailable" if exc.status == 503 else "failed")
         try:
             await audit.record(
                 self.runtime.db,
@@ -134,6 +138,7 @@ class OIDCPages(AuthPages):
             )
         except DatabaseUnavailable as db_exc:
             logger.error("audit entry not stored: %s", db_exc)
+            self.runtime.metrics.database_error("audit")
         return self._oidc_page(request, status=exc.status, error=exc.message, next_path=next_path)
 
     async def _finish(self, request: Request, transaction: LoginTransaction | None) -> Response:
@@ -259,6 +264,7 @@ class OIDCPages(AuthPages):
         )
         await runtime.directory.refresh()
         logger.info("login: %s (oidc %s) from %s at %s", user.username, subject, client, user.level)
+        runtime.metrics.login("oidc", "success")
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
         issue_session(runtime, response, opened.username, sid, uid=opened.uid)
         response.headers.append("set-cookie", self.hints.set({"id_token": token["id_token"]}))
