@@ -316,3 +316,18 @@ def test_assert_cryptography_backend_refuses_a_fallback(
         assert_cryptography_backend()
     with pytest.raises(RuntimeError):
         TokenCodec(key, issuer=ISSUER)
+
+
+def test_forget_drops_revoked_and_expired_tokens_only(codec: TokenCodec) -> None:
+    """What a change of the directory gives back: the verified tokens of revoked sessions and
+    expired ones; the others stay cached."""
+    now = int(time.time())
+    kept, revoked, expired = (
+        codec.sign(claims(sid="kept")),
+        codec.sign(claims(sid="revoked")),
+        codec.sign(claims(sid="expired", exp=now + 2)),
+    )
+    for token in (kept, revoked, expired):
+        codec.verify(token)
+    assert codec.forget(lambda sid: sid == "revoked", now=now + 5) == 2
+    assert list(codec._cache) == [kept]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import jose.backends
@@ -81,6 +82,20 @@ class TokenCodec:
             self._cache.popitem(last=False)
         self._cache[token] = (kid, claims)
         return claims
+
+    def forget(self, revoked: Callable[[str], bool], *, now: float | None = None) -> int:
+        """Drop verified tokens that expired or whose session `revoked` says is over; how many.
+        A revoked token is refused before its cached claims are read (directory.py), so this
+        only gives the memory back."""
+        now = time.time() if now is None else now
+        gone = [
+            token
+            for token, (_kid, claims) in self._cache.items()
+            if not claims["exp"] > now or revoked(claims["sid"])
+        ]
+        for token in gone:
+            del self._cache[token]
+        return len(gone)
 
     def _verify(self, token: str) -> tuple[str, dict[str, Any]]:
         if len(token) > 8192:

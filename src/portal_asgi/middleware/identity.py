@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,22 @@ class Identity:
         self.bearer = bearer or []
         self._scopes: dict[str, AuthCredentials] = {}
         self._known: dict[str, Known] = {}  # token -> verdict, oldest first
+        # A change makes every verdict stale: forget them, and the verified tokens of revoked
+        # sessions, instead of keeping tokens nobody will present again (a signed-out session's)
+        # until the caches fill. Weakly, so that an Identity replaced by a reload can go.
+        me = weakref.ref(self)
+
+        def forget() -> None:
+            identity = me()
+            if identity is not None:
+                identity.forget()
+
+        directory.on_change(forget)
+
+    def forget(self) -> None:
+        """Drop every cached verdict, and verified tokens whose session is revoked or over."""
+        self._known.clear()
+        self.codec.forget(self.directory.is_revoked)
 
     async def identify(self, scope: Scope, inbound: Inbound) -> bytes | None:
         """Set who is calling; the re-issued session cookie to send, when one is due."""
