@@ -7,9 +7,11 @@ it; the docs link here.
         RequestPath
           1. inbound           one pass over the headers; the client's X-Portal-* dropped
           2. proxies           the real client and scheme, from trusted proxies only
-          3. limits, paths     431 for too many or too large headers, 400 for ambiguous paths
+          3. limits, paths     431 for too many or too large headers, 400 for ambiguous paths;
+             host              a browser at another name than base_url's is sent there (307)
           4. identity          session cookie or Bearer -> scope["user"], scope["auth"]
           5. routes            one table: the portal's pages, or the mount with the longest path
+                               and, inside it, the mount's rule with the longest path
           6. guard             the chosen route's rules: Origin of a WebSocket, cross-site
                                requests on the session cookie, the level it requires now
           7. the answer        the page or the product, with the security headers of whoever
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -37,6 +40,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .admin import service
+from .admin.api import admin_api_routes
+from .admin.pages import AdminPages
 from .answers import refuse, send_response
 from .audit import ensure_log_handler
 from .exceptions import PortalError
@@ -45,6 +51,7 @@ from .middleware import inbound as incoming
 from .middleware.denials import DENIALS, Denials
 from .middleware.guard import Guard, Refusal
 from .middleware.headers import Outgoing, SecurityHeaders
+from .middleware.hosts import Hosts
 from .middleware.identity import BearerAuthenticator, Identity
 from .middleware.inbound import Inbound
 from .middleware.limits import Limits
@@ -53,19 +60,26 @@ from .middleware.paths import is_ambiguous
 from .middleware.proxies import Proxies
 from .observe import Observer, Seen, refusing
 from .oidc import ProviderBearer
+from .pages.account import AccountPages
 from .pages.auth import AuthPages
 from .pages.catalogue import Catalogue
+from .pages.context import frame_of
+from .pages.frame import Frame
 from .pages.metrics import MetricsPage
 from .pages.oidc import OIDCPages
 from .pages.system import SystemPages
+from .products import Product
+from .reload import Reloader, read_settings
 from .routes import Route as PortalRoute
 from .routes import RouteTable
 from .runtime import Runtime, build_runtime, running
-from .settings import Settings, load_settings
+from .settings import RuleSettings, Settings
 from .sockets import SocketSession
 from .types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("portal_asgi")
+
+NOT_SERVING = "The portal is not serving right now: it is starting or stopping. Try again shortly."
 
 
 class RequestPath:
@@ -73,7 +87,9 @@ class RequestPath:
         settings = runtime.settings
         security = settings.security
         self.title = settings.portal.title
+        self.frame = frame_of(runtime)  # refusal pages: the title, the user's header (answers.py)
         self.proxies = Proxies(security.trusted_proxies)
+        self.hosts = Hosts(settings.portal.base_url, self.proxies)
         self.limits = Limits(
             max_body_size=security.max_body_size,
             max_headers=security.max_headers,
@@ -129,6 +145,12 @@ class RequestPath:
         if is_ambiguous(scope):
             await self.refuse(scope, receive, send, Refusal(400))
             return
+        # A browser's cookies belong to the name it used: at another name, it is sent to
+        # base_url's before it could sign in where its session would not count.
+        location = self.hosts.elsewhere(scope, inbound)
+        if location is not None:
+            await self.hosts.send_there(Outgoing(send, self.headers, product=False), location)
+            return
         # 4. Who is calling (anonymous when no credential is good); never a refusal itself.
         cookie = await self.identity.identify(scope, inbound)
         # 5-6. The route, and its rules.
@@ -144,8 +166,8 @@ class RequestPath:
             await self.page(route, scope, receive, send, cookie)
         elif route.kind == "bare":
             await self.to_slash(scope, receive, send)
-        else:
-            await self.refuse(scope, receive, send, Refusal(404))
+        else:  # no route; a blocked rule path (404, as if absent); 400: unreadable for the rules
+            await self.refuse(scope, receive, send, _unserved(route))
 
     async def product(
         self, route: PortalRoute, scope: Scope, receive: Receive, send: Send, cookie: bytes | None
@@ -192,7 +214,7 @@ class RequestPath:
         except Exception:
             logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not send.status and scope["type"] == "http":
-                await refuse(scope, receive, send, 500, title=self.title)
+                await refuse(scope, receive, send, 500, title=self.title, frame=self.frame)
 
     async def to_slash(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A mount's bare path: 307 to its slash form (the method and body go along)."""
@@ -200,7 +222,7 @@ class RequestPath:
         target = scope["path"] + "/" + (f"?{query}" if query else "")
         outgoing = Outgoing(send, self.headers, product=False)
         if scope["type"] != "http":
-            await refuse(scope, receive, outgoing, 404, title=self.title)
+            await refuse(scope, receive, outgoing, 404, title=self.title, frame=self.frame)
             return
         await send_response(outgoing, 307, b"", "text/plain", [(b"location", target.encode())])
 
@@ -208,7 +230,15 @@ class RequestPath:
         refusing(refusal)
         outgoing = Outgoing(send, self.headers, product=False)
         await refuse(
-            scope, receive, outgoing, refusal.status, title=self.title, detail=refusal.text
+            scope,
+            receive,
+            outgoing,
+            refusal.status,
+            title=self.title,
+            frame=self.frame,
+            detail=refusal.text,
+            redirect=refusal.redirect,
+            error=refusal.error,
         )
         # by what was answered: a browser sent to sign in (303) is not a denial
         if outgoing.status in DENIALS or refusal.event != "denied":
@@ -244,16 +274,54 @@ def build_routes(runtime: Runtime) -> RouteTable:
 
         # open sockets are judged again with the same rule for as long as they stay open
         app = SocketSession(product.app, registry=runtime.sockets, required=required)
-        mounts.append(PortalRoute("product", app, required, path=path, csrf=product.mount.csrf))
+        rules = {
+            rule.key: _rule_route(runtime, product, rule, required) for rule in product.mount.rules
+        }
+        mounts.append(
+            PortalRoute("product", app, required, path=path, csrf=product.mount.csrf, rules=rules)
+        )
     return RouteTable(
         pages=build_pages(runtime), catalogue_level=runtime.levels.lowest, mounts=mounts
     )
 
 
+def _rule_route(
+    runtime: Runtime, product: Product, rule: RuleSettings, mount: Callable[[], str]
+) -> PortalRoute:
+    """The route of one of a mount's rules. A blocked path is "missing" behind the mount's own
+    level, as a path the product lacks would be; a raised one requires the higher of the rule's
+    level and the mount's live level, for requests and for the sockets it opens."""
+    settings = product.mount
+    if rule.block:
+        return PortalRoute(
+            "missing", None, mount, path=settings.path, csrf=settings.csrf, rule=rule.path
+        )
+    rank, floor = runtime.levels.rank, rule.level or runtime.levels.highest
+
+    def required() -> str:
+        live = mount()
+        return floor if rank(floor) > rank(live) else live
+
+    app = SocketSession(product.app, registry=runtime.sockets, required=required)
+    return PortalRoute(
+        "product", app, required, path=settings.path, csrf=settings.csrf, rule=rule.path
+    )
+
+
+def _unserved(route: PortalRoute) -> Refusal:
+    if route.rule:  # a blocked path: the client sees a 404, the audit log the rule
+        return Refusal(route.status, "rule.blocked", {"rule": route.rule})
+    return Refusal(route.status)
+
+
 def build_pages(runtime: Runtime) -> Starlette:
     """The portal's own pages. The route table has already chosen them and checked their level
     (the catalogue at `/` needs the lowest signed-in level)."""
+    admin = service.Context.of(runtime)  # one for the API and the pages: one hashing pool
     routes: list[BaseRoute] = [
+        *admin_api_routes(runtime, admin),  # first: /admin/api is the API's, whatever follows
+        *AdminPages(runtime, admin).routes(),  # each checks the level itself (admin/pages.py)
+        *AccountPages(runtime, admin).routes(),
         *(OIDCPages(runtime, runtime.oidc) if runtime.oidc else AuthPages(runtime)).routes(),
         *SystemPages(runtime).routes(),
         *MetricsPage(runtime).routes(),
@@ -266,30 +334,50 @@ def build_pages(runtime: Runtime) -> Starlette:
     )
     pages.state.runtime = runtime
     pages.state.title = runtime.settings.portal.title
+    pages.state.frame = frame_of(runtime)
     return pages
 
 
 async def _answer(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return _Refusal(status, request.app.state.title)
+    if isinstance(exc, HTTPException):  # a 405's `Allow` goes along
+        allow = (exc.headers or {}).get("Allow")
+        headers = [(b"allow", allow.encode("latin-1"))] if allow else []
+        return _Refusal(exc.status_code, request.app.state.title, request.app.state.frame, headers)
+    return _Refusal(500, request.app.state.title, request.app.state.frame)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, ClientDisconnect):  # the client left mid-body: see RequestPath._answer
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _Refusal(500, request.app.state.title)
+    return _Refusal(500, request.app.state.title, request.app.state.frame)
 
 
 class _Refusal(Response):
     """A refusal from answers.py, as a Response for Starlette's exception handlers."""
 
-    def __init__(self, status: int, title: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        frame: Frame | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         super().__init__(status_code=status)
         self._status = status
         self._title = title
+        self._frame = frame
+        self._extra = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await refuse(scope, receive, send, self._status, title=self._title)
+        await refuse(
+            scope,
+            receive,
+            send,
+            self._status,
+            title=self._title,
+            frame=self._frame,
+            headers=self._extra,
+        )
 
 
 def build_app(runtime: Runtime) -> RequestPath:
@@ -302,13 +390,13 @@ class Portal:
 
     def __init__(self, settings: Settings | str | os.PathLike[str] | None = None) -> None:
         self._source = settings
-        self.runtime: Runtime | None = None
+        self.runtime: Runtime | None = None  # the one in force: a settings reload replaces it
+        self.reloader: Reloader | None = None  # also `runtime.reloader`
         self._app: ASGIApp | None = None
 
-    def _settings(self) -> Settings:
-        if isinstance(self._source, Settings):
-            return self._source
-        return load_settings(self._source)
+    def _install(self, runtime: Runtime, app: ASGIApp) -> None:
+        """Put a runtime and its request path in service (at startup, and by a reload)."""
+        self.runtime, self._app = runtime, app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = self._app
@@ -317,16 +405,19 @@ class Portal:
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
-            await refuse(scope, receive, send, 503)
+            await refuse(scope, receive, send, 503, detail=NOT_SERVING)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
         async with contextlib.AsyncExitStack() as stack:
             try:
-                runtime = build_runtime(self._settings())
+                settings, seen = read_settings(self._source)
+                runtime = build_runtime(settings)
                 await stack.enter_async_context(running(runtime))
-                self.runtime, self._app = runtime, build_app(runtime)
+                self.reloader = Reloader(runtime, build=build_app, install=self._install, seen=seen)
+                await stack.enter_async_context(self.reloader.running())
+                runtime = self.reloader.runtime
             except (PortalError, ValueError, RuntimeError, OSError) as exc:
                 logger.error("portal-asgi could not start: %s", exc)
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import getpass
 import json
 import sys
@@ -21,6 +22,8 @@ from .levels import Levels
 from .settings import Settings, load_settings, parse_duration
 
 if TYPE_CHECKING:
+    from .admin.service import Context
+    from .db.accounts import SessionRecord
     from .db.engine import Database
     from .db.models import AuditEvent
     from .tokens import TokenCodec
@@ -39,18 +42,25 @@ def _check_level(settings: Settings, level: str) -> str:
 
 
 def access_table(settings: Settings) -> list[tuple[str, str, str]]:
-    """(path, level, who may reach it), longest path first as the router sees them."""
+    """(path, level, who may reach it), longest path first as the router sees them; each
+    mount's rules right below it."""
     from .products import load_products
 
     levels = _levels(settings)
+
+    def who(level: str) -> str:
+        if level == "public":
+            return "everyone"
+        return ", ".join(name for name in levels.configured if levels.allows(name, level))
+
     rows = []
     for product in load_products(settings):
-        level = product.mount.level
-        if level == "public":
-            who = "everyone"
-        else:
-            who = ", ".join(name for name in levels.configured if levels.allows(name, level))
-        rows.append((product.mount.path, level, who))
+        mount = product.mount
+        rows.append((mount.path, mount.level, who(mount.level)))
+        # each rule below its mount: a sub-path raised to a level, or blocked
+        for rule in mount.rules:
+            reach = "nobody: answers 404" if rule.level is None else who(rule.level)
+            rows.append((mount.path + rule.path, rule.level or "blocked", reach))
     return rows
 
 
@@ -66,8 +76,11 @@ def _print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
 
 async def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     rows = access_table(settings)
+    rules = sum(len(mount.rules) for mount in settings.mounts)
     print(
-        f"{settings.file}: OK, {len(rows)} mounts, levels public < {' < '.join(settings.portal.levels)}"
+        f"{settings.file}: OK, {len(settings.mounts)} mounts"
+        + (f" ({rules} rule{'s' if rules > 1 else ''})" if rules else "")
+        + f", levels public < {' < '.join(settings.portal.levels)}"
     )
     _print_table(rows, ("path", "level", "who may reach it"))
     if args.online:
@@ -115,7 +128,13 @@ async def cmd_routes(args: argparse.Namespace, settings: Settings) -> int:
     for product in load_products(settings):
         mount = product.mount
         kind = f"{mount.app} + websocket {mount.websocket}" if mount.websocket else mount.app
+        if mount.upstream is not None:
+            kind = f"upstream {mount.upstream}"
         products.append((mount.path + "/", mount.level, kind))
+        for rule in mount.rules:
+            what = "blocked (404)" if rule.level is None else f"level {rule.level}"
+            served = f"rule of {mount.path}/: {what}"
+            products.append((mount.path + rule.path, rule.level or "blocked", served))
     _print_table([*portal, *products], ("path", "level", "served by"))
     return 0
 
@@ -227,8 +246,7 @@ def _confirm(question: str) -> bool:
 
 
 async def cmd_users_delete(args: argparse.Namespace, settings: Settings) -> int:
-    from . import audit
-    from .db import store
+    from .admin import service
 
     if not args.yes:
         if not sys.stdin.isatty():
@@ -238,8 +256,7 @@ async def cmd_users_delete(args: argparse.Namespace, settings: Settings) -> int:
             return 1
 
     async def work(db: Database) -> int:
-        await store.delete_user(db, args.name)
-        await audit.record(db, "user.delete", username=args.name, by="cli")
+        await service.delete_user(_context(settings, db), service.Actor.cli(), args.name)
         print(f"deleted {args.name}; their sessions and tokens are revoked")
         return 0
 
@@ -262,6 +279,109 @@ async def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
             for u in await store.list_users(db)
         ]
         _print_table(rows, ("username", "level", "state", "provider", "email", "last login"))
+        return 0
+
+    return await _with_db(settings, work)
+
+
+def _context(settings: Settings, db: Database, codec: TokenCodec | None = None) -> Context:
+    """What the admin operations need, for the command line (admin/service.py)."""
+    from .admin.service import Context
+
+    return Context(db, _levels(settings), codec=codec)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.isoformat(sep=" ") if value is not None else "-"
+
+
+async def cmd_users_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    """A new password for a local user, read like `users add`'s."""
+    from .admin import service
+
+    password = _read_password(args)
+
+    async def work(db: Database) -> int:
+        await service.reset_password(
+            _context(settings, db),
+            service.Actor.cli(),
+            args.name,
+            password,
+            must_change=args.must_change,
+        )
+        then = "; it must be changed at the next sign-in" if args.must_change else ""
+        print(f"password of {args.name} set{then}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_users_sign_out(args: argparse.Namespace, settings: Settings) -> int:
+    from .admin import service
+
+    async def work(db: Database) -> int:
+        count = await service.sign_out_everywhere(
+            _context(settings, db), service.Actor.cli(), args.name
+        )
+        print(f"{args.name} is signed out everywhere: {count} session(s) and token(s) revoked")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+def _session_rows(rows: Sequence[SessionRecord], *, user: bool = False) -> list[tuple[str, ...]]:
+    return [
+        (
+            row.id,
+            *((row.username,) if user else ()),
+            "token" if row.kind == "api" else "session",
+            row.label or "-",
+            _when(row.created_at),
+            _when(row.last_seen_at),
+            _when(row.expires_at),
+            row.client or "-",
+        )
+        for row in rows
+    ]
+
+
+SESSION_COLUMNS = ("created (UTC)", "last seen", "expires", "client")
+
+
+async def cmd_sessions_list(args: argparse.Namespace, settings: Settings) -> int:
+    """The user's browser sessions and API tokens in force, newest first."""
+    from .admin import service
+
+    async def work(db: Database) -> int:
+        found = await service.get_user(_context(settings, db), args.name)
+        rows = _session_rows([*found.sessions, *found.tokens])
+        _print_table(rows, ("id", "kind", "label", *SESSION_COLUMNS))
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_sessions_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """One session or token by id, or by the first 8+ characters the audit log shows."""
+    from .admin import service
+
+    async def work(db: Database) -> int:
+        found = await service.revoke_session(_context(settings, db), service.Actor.cli(), args.id)
+        what = "token" if found.kind == "api" else "session"
+        print(f"revoked {what} {found.id} of {found.username}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    """API tokens in force: ids, labels, expiry, last use."""
+    from .admin import service
+
+    async def work(db: Database) -> int:
+        tokens = await service.list_tokens(_context(settings, db), args.name)
+        rows = _session_rows(tokens, user=True)
+        _print_table(rows, ("id", "user", "kind", "label", *SESSION_COLUMNS))
         return 0
 
     return await _with_db(settings, work)
@@ -296,18 +416,20 @@ async def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from . import audit
-    from .db import store
+    """By the token string, its id, or the first 8+ characters of its id."""
+    from .admin import service
+    from .admin.errors import NotFound
 
     async def work(db: Database) -> int:
         codec = await _codec(settings, db)
         try:
             sid = codec.verify(args.token)["sid"]
         except PortalError:
-            sid = args.token  # a bare sid
-        if not await store.revoke_session(db, sid):
-            raise UserError("no such active token")
-        await audit.record(db, "token.revoke", sid=sid[:8])
+            sid = args.token  # an id, or the first 8+ characters of one
+        try:
+            await service.revoke_session(_context(settings, db), service.Actor.cli(), sid)
+        except NotFound:
+            raise UserError("no such active token") from None
         print("revoked")
         return 0
 
@@ -493,6 +615,33 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     delete.set_defaults(run=cmd_users_delete)
     users.add_parser("list", help="list users").set_defaults(run=cmd_users_list)
+    passwd = users.add_parser(
+        "passwd", help="set a local user's password (from stdin, or prompted)"
+    )
+    passwd.add_argument("name")
+    passwd.add_argument(
+        "--must-change",
+        action="store_true",
+        help="the user must change it at their next sign-in (a temporary password)",
+    )
+    passwd.set_defaults(run=cmd_users_passwd)
+    sign_out = users.add_parser(
+        "sign-out", help="sign a user out everywhere: revoke every session and API token"
+    )
+    sign_out.add_argument("name")
+    sign_out.set_defaults(run=cmd_users_sign_out)
+
+    sessions = sub.add_parser("sessions", help="browser sessions and API tokens").add_subparsers(
+        dest="sessions", required=True
+    )
+    sessions_list = sessions.add_parser("list", help="a user's sessions and tokens in force")
+    sessions_list.add_argument("name")
+    sessions_list.set_defaults(run=cmd_sessions_list)
+    sessions_revoke = sessions.add_parser(
+        "revoke", help="revoke one session or token by id (or its first 8+ characters)"
+    )
+    sessions_revoke.add_argument("id")
+    sessions_revoke.set_defaults(run=cmd_sessions_revoke)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token", required=True)
     mint = token.add_parser("mint", help="mint an API token (printed alone on the last line)")
@@ -500,8 +649,13 @@ def parser() -> argparse.ArgumentParser:
     mint.add_argument("--ttl", default="30d")
     mint.add_argument("--label", default="")
     mint.set_defaults(run=cmd_token_mint)
-    revoke = token.add_parser("revoke", help="revoke an API token")
-    revoke.add_argument("token")
+    token_list = token.add_parser("list", help="API tokens in force: everyone's, or a user's")
+    token_list.add_argument("name", nargs="?")
+    token_list.set_defaults(run=cmd_token_list)
+    revoke = token.add_parser(
+        "revoke", help="revoke an API token: the token, its id, or the id's first 8+ characters"
+    )
+    revoke.add_argument("token", metavar="ID|TOKEN")
     revoke.set_defaults(run=cmd_token_revoke)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)

@@ -16,10 +16,20 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from . import rulepaths
 from .exceptions import SettingsError
 
 DEFAULT_LEVELS = ("stable", "ea", "devel", "admin")
-RESERVED_PATHS = ("/auth", "/admin", "/healthz", "/readyz", "/metrics", "/static", "/.well-known")
+RESERVED_PATHS = (
+    "/auth",
+    "/account",
+    "/admin",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/static",
+    "/.well-known",
+)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _LEVEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -93,6 +103,20 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """One of a mount's `rules`: a sub-path that needs a higher level, or is never served."""
+
+    path: str  # relative to the mount: "/admin" covers /admin and below (rulepaths.py)
+    level: str | None = None  # None for a blocked path
+    block: bool = False  # True: answers 404, as if the product had no such path
+
+    @property
+    def key(self) -> str:
+        """The path as the rules read it (folded case; rulepaths.py)."""
+        return rulepaths.read(self.path) or ""
+
+
+@dataclass(frozen=True, slots=True)
 class MountSettings:
     path: str
     app: str
@@ -106,6 +130,12 @@ class MountSettings:
     max_body_size: int = 10 * 1024 * 1024  # bytes; larger bodies answer 413
     body_timeout: float = 30.0  # the longest wait for the next piece of a body; then 408
     threads: int = 10  # the product's thread pool (a2wsgi's default)
+    # A product served elsewhere, instead of `app` (`app` is then ""): the portal proxies its
+    # HTTP and WebSockets (upstream/); `http://host:port[/prefix]`, no trailing slash
+    upstream: str | None = None
+    timeout: float = 30.0  # upstream: the longest wait to connect, to write or to read; then 504
+    rewrite: bool = False  # upstream: its Location and Set-Cookie paths put under the mount
+    rules: tuple[RuleSettings, ...] = ()  # sub-paths raised above the mount's level, or blocked
     index: int = 0  # position in the file, 1-based, for error messages
 
     @property
@@ -141,6 +171,7 @@ class PortalSettings:
     feed_interval: float = 2.0
     app_dir: str = "."
     auto_migrate: bool = True  # the server's start migrates (from a file: true for SQLite only)
+    watch_settings: bool = True  # reload when this file changes on disk (reload.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,12 +355,20 @@ class _Reader:
         return value
 
 
+def settings_file(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The file `load_settings` reads: `path`, else `$PORTAL_SETTINGS`, else `./settings.toml`."""
+    env = os.environ if environ is None else environ
+    return str(path if path is not None else env.get("PORTAL_SETTINGS", "settings.toml"))
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Read and check a settings file (default: `$PORTAL_SETTINGS`, else `./settings.toml`)."""
     env = os.environ if environ is None else environ
-    file = str(path if path is not None else env.get("PORTAL_SETTINGS", "settings.toml"))
+    file = settings_file(path, env)
     try:
         with open(file, "rb") as stream:
             data = tomllib.load(stream)
@@ -361,6 +400,7 @@ def parse_settings(data: Mapping[str, Any], *, file: str, environ: Mapping[str, 
                 f"duplicate mount path {mount.path!r} (also {seen[mount.path].key})",
             )
         seen[mount.path] = mount
+    _check_rules_beside_mounts(file, mounts)
     security = _parse_security(file, top.table.get("security", {}), environ)
     websocket = _parse_websocket(file, top.table.get("websocket", {}), environ)
     return Settings(
@@ -410,6 +450,7 @@ def _parse_portal(file: str, table: object, environ: Mapping[str, str]) -> Porta
         # Migrating a shared server database is a deliberate step (`portal-asgi db upgrade`);
         # an embedded SQLite file is the portal's own.
         auto_migrate=reader.boolean("auto_migrate", database_url.startswith("sqlite")),
+        watch_settings=reader.boolean("watch_settings", defaults.watch_settings),
     )
 
 
@@ -657,21 +698,189 @@ def _parse_mount(
             f"{prefix}.level",
             f"unknown level {level!r} (levels: public, {', '.join(levels)})",
         )
-    app = reader.string("app")
+    app, upstream = _app_or_upstream(file, prefix, reader)
     defaults = MountSettings(path=path, app=app, level=level)
     return MountSettings(
         path=path,
         app=app,
         level=level,
         websocket=reader.optional_string("websocket"),
+        upstream=upstream,
+        timeout=reader.duration("timeout", defaults.timeout),
+        rewrite=reader.boolean("rewrite", defaults.rewrite),
         title=reader.string("title", path.rsplit("/", 1)[-1]),
         description=reader.string("description", ""),
         csrf=reader.boolean("csrf", True),
         max_body_size=reader.count("max_body_size", defaults.max_body_size),
         body_timeout=reader.duration("body_timeout", defaults.body_timeout),
         threads=reader.count("threads", defaults.threads),
+        rules=_parse_rules(reader, level, levels),
         index=index,
     )
+
+
+# what only a product served in the portal's process reads, and what only an upstream does
+_IN_PROCESS_KEYS = ("websocket", "max_body_size", "body_timeout", "threads")
+_UPSTREAM_KEYS = ("timeout", "rewrite")
+
+
+def _app_or_upstream(file: str, prefix: str, reader: _Reader) -> tuple[str, str | None]:
+    """A mount's `app` (then `upstream` is None) or its `upstream` (then `app` is ""): exactly
+    one, and only the keys that go with it."""
+    if reader.has("app") and reader.has("upstream"):
+        raise SettingsError(file, f"{prefix}.upstream", "give either app or upstream, not both")
+    if not reader.has("upstream"):
+        if not reader.has("app"):
+            raise SettingsError(
+                file,
+                f"{prefix}.app",
+                'is required (or upstream = "http://host:port" for a product served elsewhere)',
+            )
+        for key in _UPSTREAM_KEYS:
+            if reader.has(key):
+                raise SettingsError(file, reader.key(key), "is for upstream mounts only")
+        return reader.string("app"), None
+    for key in _IN_PROCESS_KEYS:
+        if reader.has(key):
+            why = (
+                "the upstream's own WebSockets are proxied at the same path"
+                if key == "websocket"
+                else "it is for Flask products served by the portal itself"
+            )
+            raise SettingsError(file, reader.key(key), f"not with upstream: {why}")
+    return "", _upstream_url(file, reader.key("upstream"), reader.string("upstream"))
+
+
+def _upstream_url(file: str, key: str, value: str) -> str:
+    """`http(s)://host[:port][/prefix]`, without a trailing slash."""
+    expected = (
+        f"expected http://host:port or https://host:port, with a path prefix or none, got {value!r}"
+    )
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise SettingsError(file, key, expected) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(file, key, expected)
+    if parts.query or parts.fragment or parts.username is not None or parts.password is not None:
+        raise SettingsError(file, key, f"{value!r}: no query, fragment or user:password here")
+    path = parts.path.rstrip("/")
+    if path and (
+        not _MOUNT_PATH.match(path) or any(part in (".", "..") for part in path.split("/"))
+    ):
+        raise SettingsError(
+            file,
+            key,
+            f"{value!r}: the path prefix takes letters, digits, '.', '_', '~' and '-' only",
+        )
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+_RULE_EXAMPLE = '[{ path = "/admin", level = "admin" }, { path = "/debug", block = true }]'
+
+
+def _parse_rules(
+    mount: _Reader, mount_level: str, levels: tuple[str, ...]
+) -> tuple[RuleSettings, ...]:
+    """`rules`: each a path inside the mount with a `level` at or above the mount's, or
+    `block = true`; paths unique as the rules read them (rulepaths.py)."""
+    raw = mount.table.get("rules", [])
+    if not isinstance(raw, list):
+        raise SettingsError(mount.file, mount.key("rules"), f"expected a list like {_RULE_EXAMPLE}")
+    ranks = {name: rank for rank, name in enumerate(("public", *levels))}
+    rules: list[RuleSettings] = []
+    seen: dict[str, int] = {}
+    for number, table in enumerate(raw, start=1):
+        prefix = mount.key(f"rules[{number}]")
+        reader = _Reader(mount.file, prefix, table, _keys(RuleSettings), mount.environ)
+        path = _rule_path(reader, reader.string("path"))
+        key = rulepaths.read(path) or ""
+        if key in seen:
+            raise SettingsError(
+                mount.file,
+                reader.key("path"),
+                f"duplicate rule path {path!r} (also rules[{seen[key]}]; rule paths are "
+                "matched without regard to case)",
+            )
+        seen[key] = number
+        block = reader.boolean("block", False)
+        if reader.has("block") and not block:
+            raise SettingsError(
+                mount.file, reader.key("block"), "only block = true (leave it out for a level)"
+            )
+        if block == reader.has("level"):
+            raise SettingsError(
+                mount.file, prefix, 'give exactly one of level = "..." or block = true'
+            )
+        level = None
+        if not block:
+            level = reader.string("level")
+            if level not in ranks:
+                raise SettingsError(
+                    mount.file,
+                    reader.key("level"),
+                    f"unknown level {level!r} (levels: public, {', '.join(levels)})",
+                )
+            if ranks[level] < ranks[mount_level]:
+                raise SettingsError(
+                    mount.file,
+                    reader.key("level"),
+                    f"{level!r} is below the mount's level {mount_level!r}: a rule may only "
+                    "raise a sub-path's level, or block it",
+                )
+        rules.append(RuleSettings(path=path, level=level, block=block))
+    return tuple(rules)
+
+
+def _rule_path(reader: _Reader, path: str) -> str:
+    """A rule's path: inside the mount, one reading only; a trailing slash is dropped."""
+    key = reader.key("path")
+    if not path.startswith("/"):
+        raise SettingsError(reader.file, key, f"{path!r}: a rule path starts with '/'")
+    if len(path) > 1 and path.endswith("/") and not path.endswith("//"):
+        path = path[:-1]
+    if path == "/":
+        raise SettingsError(
+            reader.file, key, "'/' is the whole mount: set the mount's level instead"
+        )
+    if "//" in path or "%" in path or any(part in (".", "..") for part in path.split("/")):
+        raise SettingsError(
+            reader.file, key, f"{path!r}: no '//', '.' or '..' segments, or %-escapes"
+        )
+    if not _MOUNT_PATH.match(path):
+        raise SettingsError(
+            reader.file,
+            key,
+            f"{path!r} is not a rule path: letters, digits, '.', '_', '~' and '-' only",
+        )
+    read = rulepaths.read(path)
+    if read is None or read.split("/") != path.lower().split("/"):
+        raise SettingsError(
+            reader.file,
+            key,
+            f"{path!r}: a segment ends with '.', which some servers read as without it",
+        )
+    return path
+
+
+def _check_rules_beside_mounts(file: str, mounts: tuple[MountSettings, ...]) -> None:
+    """A rule may not reach into a nested mount, nor lie inside one: the nested mount answers
+    those paths itself, and would never meet the rule."""
+    for mount in mounts:
+        for other in mounts:
+            if not mount.rules or not other.path.startswith(mount.path + "/"):
+                continue
+            nested = rulepaths.read(other.path[len(mount.path) :]) or ""
+            for number, rule in enumerate(mount.rules, start=1):
+                if rulepaths.covers(rule.key, nested) or rulepaths.covers(nested, rule.key):
+                    raise SettingsError(
+                        file,
+                        f"{mount.key}.rules[{number}].path",
+                        f"{rule.path!r} of mount {mount.path!r} overlaps the nested mount "
+                        f"{other.path!r} ({other.key}), which answers its paths itself: put "
+                        "the rule on that mount",
+                    )
 
 
 def _parse_security(file: str, table: object, environ: Mapping[str, str]) -> SecuritySettings:

@@ -10,10 +10,11 @@ closed: the client gets a close frame with the code below, and the product's `re
 | code | why |
 | ---- | --- |
 | 4401 | the session ended: logged out, session or token revoked, user removed, or the token that opened the socket expired |
-| 4403 | the user may no longer reach the mount: user disabled, level lowered, or the mount's level raised |
+| 4403 | the user may no longer reach the mount (or its rule's path): user disabled, level lowered, or the mount's level raised |
 | 4408 | no message either way for `[websocket] idle_timeout` |
 | 1009 | a message larger than `[websocket] max_message` |
 | 1001 | the portal is shutting down |
+| 1012 | a settings reload removed the product, or replaced its app (reload.py) |
 
 A handshake beyond `[websocket] max_per_user` open sockets is refused with HTTP 429.
 """
@@ -43,12 +44,14 @@ FORBIDDEN = 4403
 IDLE = 4408
 TOO_BIG = 1009
 GOING_AWAY = 1001
+RELOADED = 1012  # "service restart": a reconnect meets the new configuration
 REASONS = {
     SESSION_ENDED: "session ended",
     FORBIDDEN: "level no longer allows this product",
     IDLE: "idle timeout",
     TOO_BIG: "message too big",
     GOING_AWAY: "portal shutting down",
+    RELOADED: "product unmounted or replaced by a settings reload",
 }
 # what a verdict of `access.py` closes an open socket with
 _CLOSE_CODES = {access.ENDED: SESSION_ENDED, access.BARRED: FORBIDDEN}
@@ -271,6 +274,12 @@ class SocketRegistry:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await self.close_all(GOING_AWAY)
+
+    def end_mounts(self, paths: set[str]) -> None:
+        """A reload unmounted or replaced the products at `paths`: close their sockets."""
+        for socket in list(self.sockets):
+            if socket.code is None and socket.mount in paths:
+                self._end(socket, RELOADED)
 
     async def close_all(self, code: int) -> None:
         sockets = [socket for socket in self.sockets if socket.code is None]
