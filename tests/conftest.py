@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from .cli_runner import mint_token
 from .helpers import SESSION_COOKIE, Credentials, bearer, cookie_header
 from .oidc.harness import Provider, start_provider
 from .servers import LEVELS, MariaDB, RunningPortal, serve
+
+if TYPE_CHECKING:
+    from selenium import webdriver
 
 MARIADB_URL = os.environ.get("PORTAL_TEST_MARIADB", "mysql+asyncmy://root@127.0.0.1:3306/test")
 
@@ -126,3 +130,13 @@ async def other_worker(database_url: str, db: Database) -> AsyncIterator[Databas
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """A real headless Chromium of its own (tests/browser.py); skipped without one, failed under
+    CI=true. Selenium is imported only by the tests that use it."""
+    from .browser import chromium
+
+    with chromium(tmp_path) as driver:
+        yield driver

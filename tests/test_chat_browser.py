@@ -1,26 +1,23 @@
 """The chat demo in a real browser (headless Chromium, driven by selenium through the Debian
 chromedriver): sign in through the login form, open the chat, send a message, see it come back
-over the WebSocket; then end the session elsewhere and watch the page's socket close with 4401."""
+over the WebSocket; then end the session elsewhere and watch the page's socket close with 4401.
+The browser is the `browser` fixture (tests/browser.py)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from portal_asgi.db import store
 
+from .browser import severe_errors
 from .servers import RunningPortal, password_for, serve
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 MOUNTS = """
 [[mount]]
 path = "/chat"
@@ -28,37 +25,6 @@ app = "products.chat.web:app"
 websocket = "products.chat.ws:app"
 level = "ea"
 """
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        message = "chromium and chromium-driver are not installed (`make browser` installs them)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # the explicit Service: selenium never goes looking for (or downloads) a driver of its own
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
@@ -99,9 +65,4 @@ def test_chat_in_a_real_browser(browser: webdriver.Chrome, chat_portal: RunningP
     chat_portal.run_db(lambda db: store.revoke_user_sessions(db, "user-ea"))
     wait.until(lambda d: "session ended" in _text(d, "status"))
 
-    errors = [
-        entry
-        for entry in browser.get_log("browser")  # type: ignore[no-untyped-call]
-        if entry["level"] == "SEVERE" and "favicon" not in entry["message"]
-    ]
-    assert errors == []  # no script refused by the CSP, no failed socket
+    assert severe_errors(browser) == []  # no script refused by the CSP, no failed socket

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 from urllib.parse import quote
 
+from .pages.frame import Frame
 from .pages.templates import render_error
 from .types import Receive, Scope, Send
 
@@ -75,14 +77,30 @@ _ERRORS = {
     401: "authentication_required",
     403: "forbidden",
     404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
     429: "too_many_requests",
+    431: "headers_too_large",
+    500: "server_error",
+    502: "bad_gateway",
     503: "unavailable",
+    504: "gateway_timeout",
 }
 _TITLES = {
     400: ("Bad request", "This address is not one the portal accepts."),
-    403: ("Not for your level", "Your account does not have access to this product."),
+    403: (
+        "Not for your level",
+        "Your level does not open this page. If you need it, ask the portal's administrator.",
+    ),
     404: ("Not found", "There is nothing at this address."),
+    405: ("Method not allowed", "This address does not answer that kind of request."),
+    413: ("Too large", "That request was larger than the portal accepts."),
+    429: ("Too many requests", "Too many requests at once. Please try again in a moment."),
+    431: ("Headers too large", "That request carried more headers than the portal accepts."),
+    500: ("Something went wrong", "The portal could not answer this request. Please try again."),
+    502: ("Product unavailable", "This product did not answer. Please try again shortly."),
     503: ("Unavailable", "The portal cannot reach its database right now. Try again shortly."),
+    504: ("Product too slow", "This product took too long to answer. Please try again."),
 }
 
 
@@ -94,10 +112,21 @@ async def refuse(
     *,
     title: str = "portal-asgi",
     detail: str | None = None,
+    redirect: str | None = None,
+    error: str | None = None,
+    frame: Frame | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Answer `status` in the form the client understands (HTML, JSON or a refused handshake)."""
+    """Answer `status` in the form the client understands (HTML, JSON or a refused handshake).
+    With `redirect`, a browser's navigation is sent there (303) instead; `error` is the JSON
+    answer's code when not the status's usual one. With `frame`, an HTML page carries the
+    portal's title and the signed-in user's header with their Sign-out form (pages/frame.py:
+    no database work); without it, `title` alone. `headers` go along (a 405's `Allow`)."""
     if scope["type"] == "websocket":
         await refuse_websocket(scope, receive, send, status)
+        return
+    if redirect is not None and is_browser(scope):
+        await send_response(send, 303, b"", "text/plain", [(b"location", redirect.encode())])
         return
     if status == 401:
         if is_browser(scope):
@@ -108,10 +137,16 @@ async def refuse(
             extra = [(b"www-authenticate", b'Bearer realm="portal"')]
             await send_response(send, 401, body, "application/json", extra)
         return
+    more = list(headers or ())
     if wants_html(scope):
         heading, text = _TITLES.get(status, ("Refused", "The portal refused this request."))
-        page = render_error(status=status, heading=heading, text=detail or text, title=title)
-        await send_response(send, status, page.encode(), "text/html; charset=utf-8")
+        context: dict[str, Any] = {"portal_title": title}
+        if frame is not None:
+            context, cookie = frame.context(scope)
+            if cookie is not None:
+                more.append((b"set-cookie", cookie.encode("latin-1")))
+        page = render_error(status=status, heading=heading, text=detail or text, **context)
+        await send_response(send, status, page.encode(), "text/html; charset=utf-8", more)
     else:
-        body = json.dumps({"error": _ERRORS.get(status, "refused")}).encode()
-        await send_response(send, status, body, "application/json")
+        body = json.dumps({"error": error or _ERRORS.get(status, "refused")}).encode()
+        await send_response(send, status, body, "application/json", more)

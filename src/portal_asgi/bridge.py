@@ -490,7 +490,7 @@ async def _refuse(scope: Scope, send: Send, status: int) -> None:
     code, heading, text = _REFUSALS[status]
     close = [(b"connection", b"close")]
     if wants_html(scope):
-        page = render_error(status=status, heading=heading, text=text, title="portal-asgi")
+        page = render_error(status=status, heading=heading, text=text)
         await send_response(send, status, page.encode(), "text/html; charset=utf-8", close)
     else:
         body = f'{{"error": "{code}"}}'.encode()

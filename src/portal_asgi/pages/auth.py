@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .. import audit, claims
+from ..answers import wants_html
 from ..db import store
 from ..exceptions import DatabaseUnavailable, UserError
 from ..passwords import Hashing, HashingBusy
@@ -19,7 +20,7 @@ from ..redirects import safe_next
 from ..regulation import Regulator
 from ..runtime import Runtime
 from ..user import PortalUser
-from .context import page_context
+from .context import frame_of, page_context
 from .templates import render
 
 logger = logging.getLogger("portal_asgi.auth")
@@ -84,6 +85,7 @@ class AuthPages:
             Route("/auth/login", self.login_form, methods=["GET", "HEAD"]),
             Route("/auth/login", self.login, methods=["POST"]),
             Route("/auth/logout", self.logout, methods=["POST"]),
+            Route("/auth/logout", self.logout_page, methods=["GET", "HEAD"]),
         ]
 
     def _page(
@@ -93,6 +95,7 @@ class AuthPages:
         status: int = 200,
         error: str = "",
         next_path: str = "/",
+        username: str = "",
         **extra: Any,  # more template context (the OIDC pages add `oidc`, the provider's name)
     ) -> Response:
         runtime = self.runtime
@@ -102,7 +105,7 @@ class AuthPages:
             csrf_value = runtime.csrf.new_value()
         public = [
             product.mount
-            for product in sorted(runtime.products, key=lambda p: p.mount.path)
+            for product in sorted(runtime.products, key=lambda p: p.mount.title.casefold())
             if runtime.policy.level(product.mount.path) == "public"
         ]
         context: dict[str, Any] = page_context(
@@ -111,6 +114,7 @@ class AuthPages:
             csrf_token=runtime.csrf.token_for(csrf_value),
             error=error,
             next=next_path,
+            username=username,
             public_products=public,
             **extra,
         )
@@ -149,6 +153,7 @@ class AuthPages:
                 status=403,
                 error="Your sign-in form expired. Please try again.",
                 next_path=next_path,
+                username=form.get("username", "").strip()[:150],
             )
         username = form.get("username", "").strip()[:150]
         password = form.get("password", "")[:1024]
@@ -172,7 +177,7 @@ class AuthPages:
                     )
                 )
             if attempt.retry_after:
-                return self._too_many(request, attempt.retry_after, next_path)
+                return self._too_many(request, attempt.retry_after, next_path, username)
             if user is None:
                 await audit.record(
                     runtime.db, "login.failed", username=username, client=client, provider="local"
@@ -180,17 +185,21 @@ class AuthPages:
                 logger.info("login failed for %r from %s", username, client)
                 retry_after = await self.regulator.failed(attempt)
                 if retry_after:
-                    return self._too_many(request, retry_after, next_path)
+                    return self._too_many(request, retry_after, next_path, username)
                 runtime.metrics.login("local", "failed")
                 return self._page(
                     request,
                     status=401,
                     error="Wrong username or password.",
                     next_path=next_path,
+                    username=username,
                 )
             await self.regulator.succeeded(attempt)
             sid, opened = await store.open_session(
-                runtime.db, user.username, lifetime=runtime.settings.auth.session_lifetime
+                runtime.db,
+                user.username,
+                lifetime=runtime.settings.auth.session_lifetime,
+                client=client,
             )
             await audit.record(
                 runtime.db, "login", username=user.username, client=client, provider="local"
@@ -204,6 +213,7 @@ class AuthPages:
                 status=503,
                 error="Sign-in is busy right now. Please try again in a moment.",
                 next_path=next_path,
+                username=username,
             )
             response.headers["retry-after"] = str(BUSY_RETRY_AFTER)
             return response
@@ -217,6 +227,7 @@ class AuthPages:
                 status=503,
                 error="Sign-in is unavailable right now: the portal cannot reach its database.",
                 next_path=next_path,
+                username=username,
             )
         logger.info("login: %s from %s", user.username, client)
         runtime.metrics.login("local", "success")
@@ -224,7 +235,9 @@ class AuthPages:
         issue_session(runtime, response, opened.username, sid, uid=opened.uid)
         return response
 
-    def _too_many(self, request: Request, retry_after: int, next_path: str) -> Response:
+    def _too_many(
+        self, request: Request, retry_after: int, next_path: str, username: str = ""
+    ) -> Response:
         self.runtime.metrics.login("local", "banned")
         minutes = max(1, -(-retry_after // 60))
         response = self._page(
@@ -233,8 +246,30 @@ class AuthPages:
             error=f"Too many failed sign-ins. Try again in {minutes} minute"
             + ("s." if minutes > 1 else "."),
             next_path=next_path,
+            username=username,
         )
         response.headers["retry-after"] = str(retry_after)
+        return response
+
+    async def logout_page(self, request: Request) -> Response:
+        """`GET /auth/logout` is 405: signing out is a form posted with its CSRF token, so that
+        no link or image on another page can sign anyone out. The page says so and offers the
+        button (a CSRF cookie comes with it when the browser holds none)."""
+        allow = {**NO_STORE, "allow": "POST"}
+        if not wants_html(request.scope):
+            return JSONResponse({"error": "method_not_allowed"}, status_code=405, headers=allow)
+        context, cookie = frame_of(self.runtime).context(request.scope)
+        page = render(
+            "logout.html",
+            status=405,
+            heading="Sign out with the button",
+            text="Signing out is a button, not an address to open, so that no link or page "
+            "elsewhere can sign you out without you asking.",
+            **context,
+        )
+        response = HTMLResponse(page, status_code=405, headers=allow)
+        if cookie is not None:
+            response.headers.append("set-cookie", cookie)
         return response
 
     async def logout(self, request: Request) -> Response:

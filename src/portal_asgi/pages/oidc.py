@@ -64,6 +64,7 @@ class OIDCPages(AuthPages):
             Route("/auth/login", self.login_form, methods=["GET", "HEAD"]),
             Route("/auth/callback", self.callback, methods=["GET"]),
             Route("/auth/logout", self.logout, methods=["POST"]),
+            Route("/auth/logout", self.logout_page, methods=["GET", "HEAD"]),
         ]
 
     def _oidc_page(
@@ -250,7 +251,10 @@ class OIDCPages(AuthPages):
                 f"user {user.username} is disabled",
             )
         sid, opened = await store.open_session(
-            runtime.db, user.username, lifetime=runtime.settings.auth.session_lifetime
+            runtime.db,
+            user.username,
+            lifetime=runtime.settings.auth.session_lifetime,
+            client=client,
         )
         await audit.record(
             runtime.db,
