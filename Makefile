@@ -25,11 +25,15 @@ $(STAMP): pyproject.toml
 # ([security] trusted_proxies); uvicorn's default would trust X-Forwarded-For from 127.0.0.1.
 # PROMETHEUS_MULTIPROC_DIR: where every worker's metrics add up, emptied before each start
 # (docs/operations.md); `make run WORKERS=2` serves with two.
+# The demo's remote product (settings.toml mounts it with `upstream =`) runs beside the portal in
+# a process of its own, on 127.0.0.1:8001, and stops when the portal stops.
 WORKERS ?= 1
 METRICS_DIR := var/metrics
 run: $(STAMP)
 	$(BIN)/portal-asgi db upgrade
 	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
+	$(BIN)/uvicorn products.remote.app:app --host 127.0.0.1 --port 8001 --log-level warning & remote=$$!; \
+	trap 'kill $$remote 2>/dev/null; wait $$remote 2>/dev/null' EXIT INT TERM; \
 	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR) $(BIN)/uvicorn portal_asgi:app --host $(HOST) --port $(PORT) --workers $(WORKERS) --no-proxy-headers
 
 test: $(STAMP) browser nginx $(OIDC_PROVIDER)

@@ -1,6 +1,8 @@
 """Request path benchmark: requests/s of the smallest products (bench/hello.py) bare, through the
-portal signed in, refused by the portal, behind the original stack (bench/original.py), and at the
-end of a table of 200 mounts; then the portal worker's memory over 100,000 requests.
+portal signed in, refused by the portal, behind the original stack (bench/original.py), at the
+end of a table of 200 mounts, and served by a process of its own behind an upstream mount (the
+portal-to-upstream hop against calling that process directly); then the portal worker's memory
+over 100,000 requests.
 
 The portal is used from the outside only: `uvicorn portal_asgi:app` with PORTAL_SETTINGS naming a
 settings file written here, and a session cookie from signing in through the login form. Every
@@ -46,6 +48,13 @@ level = "ea"
 """
 # Two mounts; the Starlette one is also "the same mount in a table of 2" for the 200-mount table.
 SETTINGS = MOUNT.format(path="/f", app="flask") + MOUNT.format(path="/s", app="starlette")
+# The bare Starlette hello's own server, mounted as a product deployed elsewhere: the proxied case.
+UPSTREAM = """
+[[mount]]
+path = "/u"
+upstream = "http://127.0.0.1:{port}"
+level = "ea"
+"""
 UVICORN = ("--http", "httptools", "--no-proxy-headers")  # common.uvicorn adds the log options
 GUNICORN = ("-w1", "--threads", "4", "--log-level", "warning")
 
@@ -137,6 +146,9 @@ TARGETS = (
     Target("portal_flask", "original", 2.0, "Flask: portal / original stack"),
     Target("refused", "starlette_bare", 1.0, "refused 401 / bare Starlette"),
     Target("mounts_many", "portal_starlette", 0.95, "last of {mounts} mounts / table of 2"),
+    # The upstream answers on the portal's core too, so this is the whole hop's cost: the
+    # portal's request path, its HTTP client and a second server's parsing, against the bare one.
+    Target("portal_upstream", "starlette_bare", 0.2, "upstream hop: via portal / direct"),
 )
 MEMORY_FLAT = 4 * 1024  # KiB of growth over the whole memory run still called flat
 
@@ -154,6 +166,7 @@ def variants(
         ("original", "Flask hello, original stack (gunicorn, JWT each request)", "original", "/f/hello", (f"Cookie: session={original}",), 200),
         ("refused", "anonymous, refused by the portal (401)", "portal", "/s/hello", (), 401),
         ("mounts_many", f"Starlette hello, last of {mounts} mounts, signed in", "many", "/s/hello", (many,), 200),
+        ("portal_upstream", "Starlette hello on its own uvicorn, through the portal (upstream mount), signed in", "portal", "/u/hello", (portal,), 200),
     ]  # fmt: skip
     return [
         Variant(key, name, servers[on][0], path, headers, status, pid=servers[on][1])
@@ -317,7 +330,8 @@ def main() -> int:
         batch_lua.write_text(BATCH_LUA)
         ports = {n: free_port() for n in ("starlette", "a2wsgi", "portal", "many", "original")}
         settings = {}
-        for name, mounts in (("portal", SETTINGS), ("many", many_mounts(args.mounts))):
+        proxied = SETTINGS + UPSTREAM.format(port=ports["starlette"])  # the bare server upstream
+        for name, mounts in (("portal", proxied), ("many", many_mounts(args.mounts))):
             (folder / name).mkdir()
             settings[name] = write_settings(folder / name, ports[name], mounts)
             cli(settings[name], "db", "upgrade")

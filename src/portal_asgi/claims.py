@@ -1,16 +1,18 @@
 """The claims of the portal's own tokens, minted here and nowhere else: a browser session at
-sign-in, its refresh near the idle timeout, and an API token. `tokens.py` signs and verifies
-them; `access.py` judges whether they still speak for their user.
+sign-in, its refresh near the idle timeout, an API token, and the assertion an upstream product
+receives with each request (`X-Portal-Assertion`). `tokens.py` signs and verifies them;
+`access.py` judges whether they still speak for their user.
 
-| claim | session | API token | meaning |
-| --- | --- | --- | --- |
-| `typ` | `session` | `api` | where the token is accepted: the cookie, or `Authorization: Bearer` |
-| `sub`, `uid` | yes | yes | the username, and the user's id that is never reused |
-| `sid` | yes | yes | the session (or token) id that revocation names |
-| `lvl`, `scope` | yes | yes | the level when minted (informative: the directory's level rules) |
-| `name`, `email` | yes | - | for products deployed elsewhere that read the token |
-| `iat`, `exp` | yes | yes | `exp` is the idle timeout for sessions, the ttl for tokens |
-| `sxp` | yes | - | the session's absolute end: no refresh carries it further |
+| claim | session | API token | assertion | meaning |
+| --- | --- | --- | --- | --- |
+| `typ` | `session` | `api` | `assertion` | where the token is accepted: the cookie, `Authorization: Bearer`, or an upstream product (never by the portal itself) |
+| `sub`, `uid` | yes | yes | yes | the username, and the user's id that is never reused |
+| `sid` | yes | yes | - | the session (or token) id that revocation names |
+| `lvl`, `scope` | yes | yes | yes | the level when minted (informative for the portal: the directory's level rules; the level now in an assertion) |
+| `name`, `email` | yes | - | yes | for products deployed elsewhere that read the token |
+| `aud` | base URL | base URL | mount path | whom the token is for (`tokens.py` adds the base URL, and `iss`) |
+| `iat`, `exp` | yes | yes | yes | `exp` is the idle timeout for sessions, the ttl for tokens, `ASSERTION_LIFETIME` for assertions |
+| `sxp` | yes | - | - | the session's absolute end: no refresh carries it further |
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ Claims = dict[str, Any]
 
 SESSION = "session"
 API = "api"
+ASSERTION = "assertion"
+ASSERTION_LIFETIME = 60  # seconds: enough for clock skew, too short to be worth replaying
 
 
 class Holder(Protocol):
@@ -101,4 +105,19 @@ def api_token(
         "sid": sid,
         "iat": now,
         "exp": now + int(ttl),
+    }
+
+
+def assertion(levels: Levels, username: str, user: Holder, *, audience: str, now: int) -> Claims:
+    """What an upstream product is told of the caller, with each request (`X-Portal-Assertion`):
+    for one mount (`aud`), for about a minute. No `sid`: the upstream has no use for it, and a
+    session id is one more thing not to hand out."""
+    return {
+        "typ": ASSERTION,
+        **_user(levels, username, user),
+        "name": user.name,
+        "email": user.email,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME,
     }

@@ -123,8 +123,8 @@ class Metrics:
         )
         self._upstream_errors = Counter(
             "portal_upstream_errors",
-            "Upstream mounts that failed to answer, by mount and kind (502, 504).",
-            ("mount", "kind"),
+            "Upstream mounts that failed to answer, by mount and reason (refused, timeout, broken).",
+            ("mount", "reason"),
             registry=registry,
         )
         self._websockets = Gauge(
@@ -176,9 +176,10 @@ class Metrics:
     def database_error(self, where: str) -> None:
         self._database_errors.labels(where).inc()
 
-    def upstream_error(self, mount: str, kind: str) -> None:
-        """For upstream mounts (a product served elsewhere), when they come: none call it yet."""
-        self._upstream_errors.labels(mount, kind).inc()
+    def upstream_error(self, mount: str, reason: str) -> None:
+        """An upstream mount's failure (upstream/): `refused` (no connection: 502), `timeout`
+        (504), `broken` (an answer that is not HTTP, or cut short: 502)."""
+        self._upstream_errors.labels(mount, reason).inc()
 
     # The hand-over.
 

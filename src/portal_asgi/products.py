@@ -1,23 +1,24 @@
 """Products: import strings to ASGI apps. Flask and other WSGI apps go through the WSGI bridge
-(`bridge.py`, built on a2wsgi), ASGI apps are mounted as they are, and a mixed mount sends HTTP to
-one app and WebSockets to another."""
+(`bridge.py`, built on a2wsgi), ASGI apps are mounted as they are, a mixed mount sends HTTP to
+one app and WebSockets to another, and an upstream mount relays both to a product served
+elsewhere (`upstream/`)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import inspect
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .bridge import WSGIBridge
 from .exceptions import SettingsError
 from .settings import MountSettings, Settings
-from .types import ASGIApp, Message, Receive, Scope, Send
+from .types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .upstream import UpstreamKit
 
 logger = logging.getLogger("portal_asgi.products")
 
@@ -83,7 +84,16 @@ class Product:
     lifespan_apps: tuple[ASGIApp, ...]
 
 
-def load_product(mount: MountSettings, file: str) -> Product:
+def load_product(mount: MountSettings, file: str, upstreams: UpstreamKit | None = None) -> Product:
+    """`upstreams`: what upstream mounts need of a running portal; without it (the command line
+    listing products) an upstream mount is listed and answers 503."""
+    if mount.upstream is not None:
+        if upstreams is None:
+            return Product(mount, _not_served, ())
+        from .upstream import UpstreamApp  # httpx2 and websockets, only for portals that use them
+
+        upstream = UpstreamApp(mount, upstreams)
+        return Product(mount, upstream, (upstream,))  # its lifespan opens and closes its client
     apps: list[ASGIApp] = []
     lifespans: list[ASGIApp] = []
     for key, reference in (("app", mount.app), ("websocket", mount.websocket)):
@@ -104,65 +114,16 @@ def load_product(mount: MountSettings, file: str) -> Product:
     return Product(mount, app, tuple(lifespans))
 
 
-def load_products(settings: Settings) -> list[Product]:
+async def _not_served(scope: Scope, receive: Receive, send: Send) -> None:
+    from .answers import refuse
+
+    if scope["type"] in ("http", "websocket"):
+        await refuse(scope, receive, send, 503)
+
+
+def load_products(settings: Settings, upstreams: UpstreamKit | None = None) -> list[Product]:
     if settings.portal.app_dir not in sys.path:
         sys.path.insert(0, settings.portal.app_dir)
-    products = [load_product(mount, settings.file) for mount in settings.mounts]
+    products = [load_product(mount, settings.file, upstreams) for mount in settings.mounts]
     # the longest path first: the router takes the first match, so nested mounts win
     return sorted(products, key=lambda p: len(p.mount.path), reverse=True)
-
-
-@contextlib.asynccontextmanager
-async def run_lifespans(apps: Sequence[ASGIApp]) -> AsyncIterator[None]:
-    """Run each ASGI product's lifespan (Starlette's Mount does not forward it); apps that do
-    not speak lifespan are left alone, one that fails its startup stops the portal's."""
-    seen: set[int] = set()
-    running: list[_Lifespan] = []
-    try:
-        for app in apps:
-            if id(app) in seen:
-                continue
-            seen.add(id(app))
-            lifespan = _Lifespan(app)
-            if await lifespan.startup():
-                running.append(lifespan)
-        yield
-    finally:
-        for lifespan in reversed(running):
-            await lifespan.shutdown()
-
-
-class _Lifespan:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.incoming: asyncio.Queue[Message] = asyncio.Queue()
-        self.outgoing: asyncio.Queue[Message | None] = asyncio.Queue()
-        self.task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        scope: dict[str, Any] = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        try:
-            await self.app(scope, self.incoming.get, self._send)
-        except Exception as exc:  # an app without lifespan support raises here
-            logger.debug("product %r has no lifespan: %s", self.app, exc)
-        finally:
-            await self.outgoing.put(None)
-
-    async def _send(self, message: Message) -> None:
-        await self.outgoing.put(message)
-
-    async def startup(self) -> bool:
-        self.task = asyncio.create_task(self._run())
-        await self.incoming.put({"type": "lifespan.startup"})
-        reply = await self.outgoing.get()
-        if reply is None:
-            return False
-        if reply["type"] == "lifespan.startup.failed":
-            raise RuntimeError(f"a product failed to start: {reply.get('message', '')}")
-        return True
-
-    async def shutdown(self) -> None:
-        await self.incoming.put({"type": "lifespan.shutdown"})
-        await self.outgoing.get()
-        if self.task is not None:
-            await self.task

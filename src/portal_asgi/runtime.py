@@ -10,7 +10,8 @@ import secrets
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,13 +24,18 @@ from .directory import Directory
 from .exceptions import DatabaseUnavailable, KeyUnusable, SchemaOutOfDate, UserError
 from .keys import KeyRing, SigningKey
 from .levels import Levels
+from .lifespans import Lifespans
 from .metrics import MULTIPROCESS_DIR, Metrics
 from .oidc import OIDCProvider
 from .policy import Policy
-from .products import Product, load_products, run_lifespans
+from .products import Product, load_products
 from .settings import Settings
 from .sockets import SocketRegistry
 from .tokens import TokenCodec
+from .upstream import UpstreamKit
+
+if TYPE_CHECKING:
+    from .reload import Reloader
 
 logger = logging.getLogger("portal_asgi")
 
@@ -49,6 +55,12 @@ class Runtime:
     sockets: SocketRegistry
     metrics: Metrics
     oidc: OIDCProvider | None = None  # when [auth] provider = "oidc"
+    # the products' lifespans that run now: a settings reload starts and stops some
+    lifespans: Lifespans = field(default_factory=Lifespans)
+    # settings reload (reload.py): set by the Portal once it serves; None in a bare Runtime
+    reloader: Reloader | None = None
+    # what upstream mounts take from the portal (load_product builds them with it)
+    upstreams: UpstreamKit | None = None
 
     @property
     def key(self) -> SigningKey:
@@ -66,19 +78,23 @@ def build_runtime(settings: Settings) -> Runtime:
     directory = Directory(db, interval=settings.portal.feed_interval, keys=keeper)
     csrf = CSRF(keys.current.secret, secure=settings.https)
     keys.track(csrf.serializer)
+    codec = TokenCodec(keys, issuer=settings.portal.base_url)
+    metrics = Metrics(settings.metrics, multiprocess_dir=MULTIPROCESS_DIR)
+    upstreams = UpstreamKit(codec, levels, metrics, settings.portal.title)
     return Runtime(
         settings=settings,
         levels=levels,
         db=db,
         keys=keys,
-        codec=TokenCodec(keys, issuer=settings.portal.base_url),
+        codec=codec,
         directory=directory,
         policy=Policy(settings.mounts, levels, directory),
         cookie=SessionCookie(secure=settings.https),
         csrf=csrf,
-        products=tuple(load_products(settings)),
+        products=tuple(load_products(settings, upstreams)),
         sockets=SocketRegistry(settings.websocket, levels=levels, directory=directory),
-        metrics=Metrics(settings.metrics, multiprocess_dir=MULTIPROCESS_DIR),
+        metrics=metrics,
+        upstreams=upstreams,
         oidc=(
             OIDCProvider(settings.auth.oidc, base_url=settings.portal.base_url)
             if settings.auth.provider == "oidc" and settings.auth.oidc is not None
@@ -113,7 +129,14 @@ async def ensure_admin(runtime: Runtime) -> str | None:
         return None
     password = os.environ.get("PORTAL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
     try:
-        await store.add_user(runtime.db, "admin", level=runtime.levels.highest, password=password)
+        # a one-time password: the first sign-in leads to /account to choose one's own
+        await store.add_user(
+            runtime.db,
+            "admin",
+            level=runtime.levels.highest,
+            password=password,
+            must_change_password=True,
+        )
     except UserError:
         return None  # another worker won the race
     if "PORTAL_ADMIN_PASSWORD" not in os.environ:
@@ -185,7 +208,7 @@ async def running(runtime: Runtime) -> AsyncIterator[Runtime]:
         lifespan_apps = [app for product in runtime.products for app in product.lifespan_apps]
         # sockets close (1001) before the products' own shutdown runs
         metrics = runtime.metrics.running(runtime.db, runtime.directory, runtime.sockets)
-        async with run_lifespans(lifespan_apps), runtime.sockets.running(), metrics:
+        async with runtime.lifespans.running(lifespan_apps), runtime.sockets.running(), metrics:
             yield runtime
     finally:
         runtime.directory.stop()

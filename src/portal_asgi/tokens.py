@@ -1,4 +1,5 @@
-"""The portal's own JWTs (sessions and API tokens), behind one small strict wrapper of python-jose.
+"""The portal's own JWTs (sessions and API tokens; and, signed only, the assertions upstream
+products receive), behind one small strict wrapper of python-jose.
 
 Rules (RFC 8725): the algorithm is always ours (ES256), never read from the token; `exp`, `iat`,
 `iss`, `aud`, `sub`, `uid` (the user's never-reused id) and `sid` are required, so a token
@@ -23,6 +24,7 @@ from .exceptions import TokenError, UnknownKey
 from .keys import ALGORITHM, KeyRing, SigningKey
 
 _REQUIRED = ("exp", "iat", "iss", "aud", "sub", "uid", "sid")
+_ASSERTION_REQUIRED = ("typ", "exp", "iat", "aud", "sub")
 _FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 _OPTIONS = {f"require_{name}": True for name in ("exp", "iat", "iss", "aud", "sub")}
 
@@ -58,6 +60,17 @@ class TokenCodec:
         missing = [name for name in _REQUIRED if name not in body]
         if missing:
             raise ValueError(f"token claims missing: {', '.join(missing)}")
+        return self._encode(body)
+
+    def sign_assertion(self, claims: dict[str, Any]) -> str:
+        """An upstream product's `X-Portal-Assertion` (`claims.assertion`): its `aud` is a mount
+        path, so `verify`, which wants the portal's own, never accepts one."""
+        missing = [name for name in _ASSERTION_REQUIRED if name not in claims]
+        if missing or claims["aud"] == self.issuer:
+            raise ValueError(f"assertion claims missing or wrong: {', '.join(missing) or 'aud'}")
+        return self._encode({"iss": self.issuer, **claims})
+
+    def _encode(self, body: dict[str, Any]) -> str:
         key = self.keys.current
         token: str = jwt.encode(
             body, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid}

@@ -25,9 +25,9 @@ ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 
 
 def make_run_commands(tmp: Path, port: int) -> list[str]:
-    """The lines `make run` hands the shell, as make expands them: the virtualenv running these
-    tests, loopback, `port`, the metrics folder in `tmp`. Setup is not rerun (`-o`: its stamp
-    counts as done)."""
+    """The lines `make run` hands the shell, as make expands them (a line continued with `\\`
+    joined to the next): the virtualenv running these tests, loopback, `port`, the metrics folder
+    in `tmp`. Setup is not rerun (`-o`: its stamp counts as done)."""
     stamp = tmp / "installed"
     done = subprocess.run(
         [
@@ -49,7 +49,25 @@ def make_run_commands(tmp: Path, port: int) -> list[str]:
         check=True,
         timeout=60,
     )
-    return [line for line in done.stdout.splitlines() if line.strip()]
+    lines, pending = [], ""
+    for line in done.stdout.splitlines():
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    return [line for line in lines if line.strip()]
+
+
+def last_command(line: str) -> list[str]:
+    """The words of the last command of a shell line (after its last `;` or `&`): the portal's
+    server, which `make run` starts after the demo's remote product."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&")
+    lexer.whitespace_split = True
+    words: list[str] = []
+    for word in lexer:
+        words = [] if word in (";", "&", "&&") else [*words, word]
+    return words
 
 
 @contextmanager
@@ -57,7 +75,7 @@ def made_portal(tmp: Path) -> Iterator[str]:
     """The portal as `make run` starts it, in a process of its own; its URL."""
     port = free_port()
     *setup, last = make_run_commands(tmp, port)
-    words = shlex.split(last)
+    words = last_command(last)
     # leading NAME=value words set the server's environment, as the shell reads them
     assignments = list(itertools.takewhile(ASSIGNMENT.fullmatch, words))
     serve = words[len(assignments) :]

@@ -11,21 +11,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx2
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, JWKRegistry, RSAKey
 
 from ..exceptions import ProviderUnavailable, TokenError
+from ..jwks import KTY, Key, find_key, signing_keys
 from .discovery import Discovery, get_json
 
 logger = logging.getLogger("portal_asgi.oidc")
 
-REFETCH_INTERVAL = 60.0
-KTY = {"RS256": "RSA", "ES256": "EC"}  # the key type each allowed algorithm needs
+__all__ = ["KTY", "Key", "KeyCache", "signing_keys"]
 
-Key = RSAKey | ECKey
+REFETCH_INTERVAL = 60.0
 
 
 class KeyCache:
@@ -57,13 +54,8 @@ class KeyCache:
         return found
 
     def _find(self, kid: str | None, alg: str) -> Key | None:
-        wanted = KTY.get(alg)
-        if kid is not None:
-            key = self.keys.get(kid)
-            return key if key is not None and key.key_type == wanted else None
         # No kid: acceptable only when exactly one key could have signed it.
-        candidates = [key for key in self.keys.values() if key.key_type == wanted]
-        return candidates[0] if len(candidates) == 1 else None
+        return find_key(self.keys, kid, alg)
 
     async def _refetch(self) -> None:
         async with self._lock:
@@ -85,29 +77,8 @@ class KeyCache:
                 )
                 return
             self.fetches += 1
-            keys = signing_keys(data)
+            keys = signing_keys(data, log=logger, whose="OIDC provider")
             if keys:
                 self.keys = keys
             else:
                 logger.error("OIDC provider's JWKS holds no usable signing key; keeping the cache")
-
-
-def signing_keys(data: dict[str, Any]) -> dict[str, Key]:
-    """The keys of a JWKS that may verify the provider's tokens, by `kid`."""
-    keys: dict[str, Key] = {}
-    raw = data.get("keys")
-    if not isinstance(raw, list):
-        return keys
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict) or item.get("use", "sig") != "sig":
-            continue
-        if item.get("kty") not in ("RSA", "EC") or "d" in item:
-            continue  # only public asymmetric keys; an "oct" key would allow HS256 forgeries
-        try:
-            key = JWKRegistry.import_key(item)
-        except (JoseError, ValueError, TypeError) as exc:
-            logger.warning("OIDC provider key %s skipped: %s", item.get("kid"), exc)
-            continue
-        if isinstance(key, RSAKey | ECKey):
-            keys[str(item.get("kid", f"#{index}"))] = key
-    return keys

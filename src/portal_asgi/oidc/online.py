@@ -8,6 +8,7 @@ running portal (discovery.py, keys.py), so the answer is the one the portal woul
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,7 +130,7 @@ async def _check_keys(
     if not isinstance(raw, list) or not raw:
         report.error(f"the JWKS at {jwks_uri} holds no keys: no token could be verified")
         return
-    keys = signing_keys(jwks)
+    keys = signing_keys(jwks, log=logging.getLogger("portal_asgi.oidc"), whose="OIDC provider")
     usable = {
         alg: sorted(kid for kid, key in keys.items() if key.key_type == KTY[alg])
         for alg in settings.algorithms

@@ -1,0 +1,1 @@
+"""A product served in a process of its own, mounted with `upstream =`."""
