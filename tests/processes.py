@@ -80,18 +80,23 @@ def portal_process(
     workers: int = 1,
     users: Sequence[str] = (),
     mounts: str = "",
+    extra_portal: str = "",
     env: Mapping[str, str] | None = None,
     log_level: str = "warning",
     options: Sequence[str] = (),
 ) -> Iterator[PortalProcess]:
-    """`mounts`: more [[mount]] tables (or other tables), after the default ones; `env`: more
-    environment variables; `options`: more uvicorn options."""
+    """`mounts`: more [[mount]] tables (or other tables), after the default ones; `extra_portal`:
+    more `[portal]` keys; `env`: more environment variables; `options`: more uvicorn options."""
     port = free_port()
     database_url = database_url or f"sqlite+aiosqlite:///{tmp / 'portal.db'}"
     prepare(database_url, users)
     settings = tmp / "settings.toml"
     mounts = default_mounts() + mounts + (f"\n[security]\n{security}\n" if security else "")
-    settings.write_text(settings_text(tmp, database_url=database_url, mounts=mounts, port=port))
+    settings.write_text(
+        settings_text(
+            tmp, database_url=database_url, mounts=mounts, port=port, extra_portal=extra_portal
+        )
+    )
     env = {
         **os.environ,
         **(env or {}),

@@ -3,7 +3,8 @@ code is one import away (`middleware/`, `routes.py`, `access.py`). This is the o
 it; the docs link here.
 
     uvicorn portal_asgi:app
-      Portal                   lifespan: settings, database, change feed, product lifespans
+      Portal                   lifespan: settings, database, change feed, product lifespans,
+                               settings reload (reload.py: a new RequestPath swapped in)
         RequestPath
           1. inbound           one pass over the headers; the client's X-Portal-* dropped
           2. proxies           the real client and scheme, from trusted proxies only
@@ -13,7 +14,8 @@ it; the docs link here.
           5. routes            one table: the portal's pages, or the mount with the longest path
                                and, inside it, the mount's rule with the longest path
           6. guard             the chosen route's rules: Origin of a WebSocket, cross-site
-                               requests on the session cookie, the level it requires now
+                               requests on the session cookie, a password to change first
+                               (everywhere but /account), the level it requires now
           7. the answer        the page or the product, with the security headers of whoever
                                answers and the refreshed session cookie; open WebSockets stay
                                in the registry and are judged again (sockets.py)

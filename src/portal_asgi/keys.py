@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,8 @@ class KeyRing:
 
     def __init__(self, current: SigningKey, others: Iterable[SigningKey] = ()) -> None:
         self._keys = _keys(current, others)
-        self._holders: list[SecretHolder] = []
+        # weak: pages rebuilt by a settings reload track new serializers, the old ones go
+        self._holders: weakref.WeakSet[SecretHolder] = weakref.WeakSet()
 
     def replace(self, current: SigningKey, others: Iterable[SigningKey] = ()) -> bool:
         """Hold these keys from now on; True when that changed anything."""
@@ -193,7 +195,7 @@ class KeyRing:
     def track(self, *holders: SecretHolder) -> None:
         for holder in holders:
             holder.secret_keys = list(self._keys.secrets)
-            self._holders.append(holder)
+            self._holders.add(holder)
 
     @property
     def current(self) -> SigningKey:

@@ -11,9 +11,15 @@ class Policy:
     def __init__(
         self, mounts: tuple[MountSettings, ...], levels: Levels, directory: Directory
     ) -> None:
-        self.configured = {mount.path: mount.level for mount in mounts}
+        self.configure(mounts)
         self.levels = levels
         self.directory = directory
+
+    def configure(self, mounts: tuple[MountSettings, ...]) -> None:
+        """Take the levels of these mounts (a settings reload): one assignment, so a request
+        reads the old table or the new one, never a mixture. The policy is shared by every
+        route table a reload builds, so sockets opened before the reload are judged by it too."""
+        self.configured = {mount.path: mount.level for mount in mounts}
 
     def level(self, path: str) -> str:
         """The level a mount requires now. An override naming a level that no longer exists
