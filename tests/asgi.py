@@ -106,10 +106,12 @@ async def request(
     headers: list[tuple[bytes, bytes]] | None = None,
     body: bytes = b"",
     client: tuple[str, int] = ("127.0.0.1", 50000),
+    query: bytes = b"",
 ) -> Answer:
     scope = http_scope(
         method, path, [(b"host", b"127.0.0.1:8000"), *(headers or [])], client=client
     )
+    scope["query_string"] = query
     sent: list[Message] = []
     given = False
 

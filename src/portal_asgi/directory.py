@@ -31,7 +31,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .db import store
+from .db import accounts, store
 from .db.engine import Database
 from .db.models import utcnow
 from .exceptions import DatabaseUnavailable
@@ -42,6 +42,8 @@ Listener = Callable[[], None]
 Clock = Callable[[], dt.datetime]  # naive UTC, as the database stores times
 
 NEVER = dt.datetime.max  # the expiry of a revocation whose session row was not read yet
+SEEN_EVERY = dt.timedelta(minutes=1)  # how often sessions' `last_seen_at` is written
+MAX_SEEN = 100_000  # sessions remembered as used between two writes
 
 
 class Keys(Protocol):
@@ -96,6 +98,8 @@ class Directory:
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
         self._unrecorded: set[str] = set()  # revoked here while the database was down
+        self._seen: set[str] = set()  # sessions and tokens used since `last_seen_at` was written
+        self._seen_written = dt.datetime.min
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -126,6 +130,22 @@ class Directory:
         if state is None or not isinstance(uid, str) or not uid or state.uid != uid:
             return None
         return state
+
+    def saw(self, sid: str) -> None:
+        """A session or API token was used: its `last_seen_at` (the admin area's "last seen")
+        is written by the feed at most once a minute, never by the request."""
+        if len(self._seen) < MAX_SEEN:
+            self._seen.add(sid)
+
+    async def _write_seen(self) -> None:
+        now = self.clock()
+        if not self._seen or now - self._seen_written < SEEN_EVERY:
+            return
+        sids, self._seen, self._seen_written = self._seen, set(), now
+        try:
+            await accounts.touch_sessions(self.db, sids, now)
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:  # only informative: not retried
+            logger.info("change feed: could not record when sessions were last seen: %s", exc)
 
     def is_revoked(self, sid: str) -> bool:
         return sid in self.revoked
@@ -278,6 +298,7 @@ class Directory:
                 failing = True
                 continue
             self.last_poll = time.monotonic()
+            await self._write_seen()
             if failing:
                 logger.warning("change feed: database is back")
             failing = False

@@ -20,6 +20,8 @@ class PortalUser(BaseUser):
     uid: str = ""  # the user's never-reused id (users.uid); "" for a provider's machine client
     via: str = "session"  # "session" (cookie), "token" (portal API token), "provider" (OIDC bearer)
     expires: float = math.inf  # `exp` of the credential: when an open WebSocket must close
+    # a reset or first-start password not changed yet: the portal's pages lead to /account
+    must_change_password: bool = False
 
     @property
     def is_authenticated(self) -> bool:

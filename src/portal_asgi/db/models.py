@@ -65,6 +65,11 @@ class User(Base):
     subject: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # set by an admin's password reset and the first start's admin: the next sign-in leads to
+    # /account until the user chose a password of their own (r0005)
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("0")
+    )
 
 
 class Session(Base):
@@ -81,6 +86,12 @@ class Session(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # when the person behind a browser session last proved who they are (sign-in, or the
+    # current password asked again): what re-authentication before sensitive admin actions
+    # reads; None for API tokens (r0005)
+    authenticated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # the address the session was opened from (or the token minted from), when known (r0005)
+    client: Mapped[str] = mapped_column(String(64), default="", server_default=text("''"))
 
 
 class Change(Base):
@@ -114,7 +125,7 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     event: Mapped[str] = mapped_column(String(64), index=True)
-    username: Mapped[str] = mapped_column(String(150), default="")
+    username: Mapped[str] = mapped_column(String(150), default="", index=True)
     client: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
 

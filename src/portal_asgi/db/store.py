@@ -46,6 +46,7 @@ class UserRecord:
     provider: str
     created_at: dt.datetime
     last_login_at: dt.datetime | None
+    must_change_password: bool = False
 
 
 def _record(user: User) -> UserRecord:
@@ -60,11 +61,17 @@ def _record(user: User) -> UserRecord:
         user.provider,
         user.created_at,
         user.last_login_at,
+        bool(user.must_change_password),
     )
 
 
 def new_sid() -> str:
-    return secrets.token_urlsafe(24)
+    # never starting with "-": ids are typed as arguments (`portal-asgi sessions revoke ID`),
+    # where one would be taken for an option
+    while True:
+        sid = secrets.token_urlsafe(24)
+        if not sid.startswith("-"):
+            return sid
 
 
 def _change(session: AsyncSession, kind: str, key: str, now: dt.datetime | None = None) -> None:
@@ -92,6 +99,7 @@ async def add_user(
     email: str = "",
     name: str = "",
     hashing: Hashing | None = None,
+    must_change_password: bool = False,
 ) -> UserRecord:
     if not username or len(username) > 150 or any(c.isspace() for c in username):
         raise UserError("a username is 1 to 150 characters without spaces")
@@ -101,6 +109,7 @@ async def add_user(
         email=email,
         name=name,
         password_hash=await hash_in_thread(password, hashing) if password else None,
+        must_change_password=must_change_password,
     )
     try:
         async with db.session() as session:
@@ -168,13 +177,23 @@ async def delete_user(db: Database, username: str) -> None:
 
 
 async def set_password(
-    db: Database, username: str, password: str, *, hashing: Hashing | None = None
+    db: Database,
+    username: str,
+    password: str,
+    *,
+    hashing: Hashing | None = None,
+    must_change: bool = False,
 ) -> None:
+    """Set a password; `must_change` (an admin's reset) makes the next sign-in lead to a
+    change of password, and a password the user chose clears it. Every worker learns of the
+    flag from the feed."""
     # hashed before the transaction: a connection is not held for the length of a hash
     password_hash = await hash_in_thread(password, hashing)
     async with db.session() as session:
         user = await _user(session, username)
         user.password_hash = password_hash
+        user.must_change_password = must_change
+        _change(session, "user", username)
 
 
 async def upsert_oidc_user(
@@ -245,8 +264,10 @@ async def open_session(
     lifetime: float,
     kind: str = "browser",
     label: str = "",
+    client: str = "",
     now: dt.datetime | None = None,
 ) -> tuple[str, UserRecord]:
+    """A new browser session (its sign-in is its `authenticated_at`) or API token."""
     now = now or utcnow()
     sid = new_sid()
     async with db.session() as session:
@@ -262,6 +283,8 @@ async def open_session(
                 created_at=now,
                 last_seen_at=now,
                 expires_at=now + dt.timedelta(seconds=lifetime),
+                authenticated_at=now if kind == "browser" else None,
+                client=client[:64],
             )
         )
         if kind == "browser":
@@ -308,10 +331,13 @@ class UserState:
     email: str
     name: str
     uid: str = ""
+    must_change_password: bool = False
 
 
 def _state(user: User) -> UserState:
-    return UserState(user.level, user.active, user.email, user.name, user.uid)
+    return UserState(
+        user.level, user.active, user.email, user.name, user.uid, bool(user.must_change_password)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,7 @@ class Identity:
                 return None
             found = self._portal_token(bearer, via="token", scope=scope)
             if found is not None:
+                self.directory.saw(found.user.sid)
                 return found
             for authenticate in self.bearer:
                 user = await authenticate(bearer)
@@ -136,7 +137,10 @@ class Identity:
             return None
         cookie = read_cookie(inbound.cookie, self.cookie.name) if inbound.cookie else None
         if cookie:
-            return self._portal_token(cookie, via="session", scope=scope)
+            known = self._portal_token(cookie, via="session", scope=scope)
+            if known is not None:
+                self.directory.saw(known.user.sid)
+            return known
         return None
 
     def _portal_token(self, token: str, *, via: str, scope: Scope) -> Known | None:
@@ -200,6 +204,7 @@ class Identity:
             sid=found["sid"],
             via=via,
             expires=float(found["exp"]),
+            must_change_password=state.must_change_password,
         )
         if access.standing(self.directory, user, now) != access.GOOD:
             return None
