@@ -21,11 +21,11 @@ from ..regulation import Regulator
 from ..runtime import Runtime
 from ..user import PortalUser
 from .context import frame_of, page_context
+from .forms import read_form
 from .templates import render
 
 logger = logging.getLogger("portal_asgi.auth")
 
-MAX_FORM_BYTES = 16 * 1024
 NO_STORE = {"cache-control": "no-store"}
 # Seconds a login refused for want of a free password check is told to wait: a check takes a
 # fraction of a second, so places free up quickly.
@@ -131,16 +131,9 @@ class AuthPages:
             return RedirectResponse(next_path, status_code=303, headers=NO_STORE)
         return self._page(request, next_path=next_path)
 
-    async def _form(self, request: Request) -> dict[str, str] | None:
-        length = request.headers.get("content-length", "")
-        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
-            return None
-        form = await request.form(max_files=0, max_fields=20)
-        return {key: value for key, value in form.items() if isinstance(value, str)}
-
     async def login(self, request: Request) -> Response:
         runtime = self.runtime
-        form = await self._form(request)
+        form = await read_form(request)
         if form is None:
             return self._page(request, status=413, error="That form was too large.")
         next_path = safe_next(form.get("next"))
@@ -274,7 +267,7 @@ class AuthPages:
 
     async def logout(self, request: Request) -> Response:
         runtime = self.runtime
-        form = await self._form(request)
+        form = await read_form(request)
         if form is None or not runtime.csrf.check(
             request.headers.get("cookie", ""), form.get("csrf_token")
         ):
