@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 OIDC_PROVIDER := tests/oidc/node_modules/.installed
 
-.PHONY: run test lint format bench bench-http bench-wsgi bench-request wrk soak clean setup browser nginx
+.PHONY: run test lint format bench bench-http bench-wsgi bench-request bench-inprocess wrk soak clean setup browser nginx valgrind
 
 setup: $(STAMP)
 
@@ -60,8 +60,8 @@ wrk:
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk)
 
 # WebSocket capacity and echo round trip, portal against the bare app (docs/websockets.md);
-# runs bench-http, bench-wsgi and bench-request first.
-bench: $(STAMP) bench-http bench-wsgi bench-request
+# runs bench-http, bench-wsgi, bench-request and bench-inprocess first.
+bench: $(STAMP) bench-http bench-wsgi bench-request bench-inprocess
 	$(BIN)/python bench/ws_bench.py
 
 # The WSGI bridge against plain a2wsgi and through the portal, with wrk; results in
@@ -75,6 +75,18 @@ bench-wsgi: $(STAMP) wrk
 # bench/results/ (docs/performance.md). About four minutes.
 bench-request: $(STAMP) wrk
 	$(BIN)/python bench/request_bench.py
+
+# The request path in process, no socket: µs and instructions (callgrind) per request, bare and
+# through the portal, as ASGI calls and through uvicorn's protocol; results in
+# bench/results/inprocess.md and .json (docs/performance.md). A few minutes; the instruction
+# counts do not depend on how busy the machine is.
+bench-inprocess: $(STAMP) valgrind
+	$(BIN)/python bench/inprocess.py --callgrind
+
+# valgrind, which counts the instructions of bench-inprocess, from Debian's packages.
+valgrind:
+	command -v valgrind >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind)
 
 # What the portal costs an HTTP request, against the bare products (docs/performance.md).
 bench-http: $(STAMP)

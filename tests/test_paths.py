@@ -307,3 +307,17 @@ def test_is_ambiguous_reads_raw_path_for_encoded_slashes() -> None:
 def test_is_ambiguous_for_websocket_scopes() -> None:
     assert is_ambiguous(scope("/devel/../ea/ws", b"/devel/../ea/ws", type="websocket"))
     assert not is_ambiguous(scope("/ea/ws", b"/ea/ws", type="websocket"))
+
+
+def test_is_ambiguous_agrees_with_its_rule_for_every_character() -> None:
+    """`is_ambiguous` skips its patterns for a path holding none of the characters they look
+    for: whatever character a path holds, the answer is the rule's (a control character or a
+    backslash is ambiguous; anything else, `%` and `.` included, is not by itself)."""
+    for code in range(0x3000):
+        if 0xD800 <= code < 0xE000:  # surrogates: not in a decoded path
+            continue
+        char = chr(code)
+        path = f"/a{char}b/"
+        expected = code < 0x20 or code == 0x7F or char == "\\"
+        assert is_ambiguous(scope(path)) == expected, repr(char)
+        assert is_ambiguous(scope(path, path.encode("utf-8"))) == expected, repr(char)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -26,15 +27,30 @@ def wants_html(scope: Scope) -> bool:
     return "text/html" in header(scope, b"accept")
 
 
-def is_browser(scope: Scope) -> bool:
-    """A browser navigation: GET or HEAD whose Accept names text/html (`*/*` alone is not one)."""
-    return scope.get("method") in ("GET", "HEAD") and wants_html(scope)
+def is_browser(scope: Scope, accept: str | None = None) -> bool:
+    """A browser navigation: GET or HEAD whose Accept names text/html (`*/*` alone is not one).
+    `accept`: the (first) Accept header, when it was already read."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        return False
+    return "text/html" in (header(scope, b"accept") if accept is None else accept)
 
 
 def full_path(scope: Scope) -> str:
     path = str(scope.get("path", "/"))
     query = scope.get("query_string", b"")
     return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def response_headers(
+    body: bytes, content_type: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The headers of the portal's own small answers (`send_response`)."""
+    return [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *(extra or []),
+    ]
 
 
 async def send_response(
@@ -47,14 +63,31 @@ async def send_response(
     websocket: bool = False,
 ) -> None:
     prefix = "websocket.http.response" if websocket else "http.response"
-    headers = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *(extra or []),
-    ]
+    headers = response_headers(body, content_type, extra)
     await send({"type": f"{prefix}.start", "status": status, "headers": headers})
     await send({"type": f"{prefix}.body", "body": body})
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An HTTP answer made once, to be sent many times: its headers are final (the security
+    headers included), no `send` wrapper adds any."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+async def send_prepared(send: Send, answer: Prepared) -> None:
+    # a list of its own: a server or middleware may change the one it is handed
+    start = {"type": "http.response.start", "status": answer.status, "headers": [*answer.headers]}
+    await send(start)
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+# The answer to a client that is not a browser and sent no credential the route accepts
+UNAUTHORIZED_BODY = b'{"error": "authentication_required"}'
+UNAUTHORIZED_HEADERS = [(b"www-authenticate", b'Bearer realm="portal"')]
 
 
 async def refuse_websocket(scope: Scope, receive: Receive, send: Send, status: int) -> None:
@@ -116,25 +149,28 @@ async def refuse(
     error: str | None = None,
     frame: Frame | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
+    browser: bool | None = None,
 ) -> None:
     """Answer `status` in the form the client understands (HTML, JSON or a refused handshake).
     With `redirect`, a browser's navigation is sent there (303) instead; `error` is the JSON
     answer's code when not the status's usual one. With `frame`, an HTML page carries the
     portal's title and the signed-in user's header with their Sign-out form (pages/frame.py:
-    no database work); without it, `title` alone. `headers` go along (a 405's `Allow`)."""
+    no database work); without it, `title` alone. `headers` go along (a 405's `Allow`).
+    `browser`: `is_browser(scope)`, when the caller already knows it."""
     if scope["type"] == "websocket":
         await refuse_websocket(scope, receive, send, status)
         return
-    if redirect is not None and is_browser(scope):
+    if (redirect is not None or status == 401) and browser is None:
+        browser = is_browser(scope)
+    if redirect is not None and browser:
         await send_response(send, 303, b"", "text/plain", [(b"location", redirect.encode())])
         return
     if status == 401:
-        if is_browser(scope):
+        if browser:
             location = "/auth/login?next=" + quote(full_path(scope), safe="/")
             await send_response(send, 303, b"", "text/plain", [(b"location", location.encode())])
         else:
-            body = b'{"error": "authentication_required"}'
-            extra = [(b"www-authenticate", b'Bearer realm="portal"')]
+            body, extra = UNAUTHORIZED_BODY, UNAUTHORIZED_HEADERS
             await send_response(send, 401, body, "application/json", extra)
         return
     more = list(headers or ())

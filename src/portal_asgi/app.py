@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -45,22 +45,30 @@ from starlette.staticfiles import StaticFiles
 from .admin import service
 from .admin.api import admin_api_routes
 from .admin.pages import AdminPages
-from .answers import refuse, send_response
+from .answers import (
+    UNAUTHORIZED_BODY,
+    UNAUTHORIZED_HEADERS,
+    Prepared,
+    is_browser,
+    refuse,
+    response_headers,
+    send_prepared,
+    send_response,
+)
 from .audit import ensure_log_handler
 from .exceptions import PortalError
 from .logs import access_log
 from .middleware import inbound as incoming
 from .middleware.denials import DENIALS, Denials
-from .middleware.guard import Guard, Refusal
+from .middleware.guard import Guard, Refusal, plain
 from .middleware.headers import Outgoing, SecurityHeaders
 from .middleware.hosts import Hosts
 from .middleware.identity import BearerAuthenticator, Identity
-from .middleware.inbound import Inbound
 from .middleware.limits import Limits
 from .middleware.origins import Origins
 from .middleware.paths import is_ambiguous
 from .middleware.proxies import Proxies
-from .observe import Observer, Seen, refusing
+from .observe import Observer, Seen, reason
 from .oidc import ProviderBearer
 from .pages.account import AccountPages
 from .pages.auth import AuthPages
@@ -118,81 +126,90 @@ class RequestPath:
             form_targets=_form_targets(settings),
         )
         self.cookie_name = runtime.cookie.name.encode()
+        self.unauthorized = _unauthorized(self.headers)
         self.denials = Denials(runtime.db, per_minute=security.audit_denials_per_minute)
         ensure_log_handler()
         self.observer = Observer(
             runtime.metrics, self.proxies, access_log=access_log(settings.logging)
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, server_send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return
         # 1-2. What arrived, and from whom: the client's own X-Portal-* and forwarding headers
         # are dropped; a trusted proxy's forwarding headers name the real client.
         inbound = incoming.read(scope)
-        seen = self.observer.start(scope, inbound, send)  # before proxies.apply: see observe.py
+        # what the metrics and the access line learn; before proxies.apply: see observe.py
+        seen = self.observer.start(scope, inbound, server_send)
+        send = seen.forward  # remembers the status (a bound method: cheaper than an object)
         try:
-            await self.dispatch(scope, receive, seen, inbound)
+            if inbound.forwarded:  # else there is nothing a proxy could vouch for
+                self.proxies.apply(scope, inbound)
+            scope["headers"] = inbound.headers
+            # 3. What cannot be read one way is refused before anything reads it.
+            if self.limits.headers_refused(inbound):
+                await self.refuse(scope, receive, seen, plain(431))
+                return
+            if is_ambiguous(scope):
+                await self.refuse(scope, receive, seen, plain(400))
+                return
+            browser = is_browser(scope, inbound.accept)  # asked once (answers.py)
+            # A browser's cookies belong to the name it used: at another name, it is sent to
+            # base_url's before it could sign in where its session would not count.
+            location = self.hosts.elsewhere(scope, inbound) if browser else None
+            if location is not None:
+                await self.hosts.send_there(Outgoing(send, self.headers, product=False), location)
+                return
+            # 4. Who is calling (anonymous when no credential is good); never a refusal itself.
+            cookie = await self.identity.identify(scope, inbound)
+            # 5-6. The route, and its rules at the level it requires now.
+            route = seen.route = self.routes.match(scope["path"])
+            required = route.required()
+            refusal = self.guard.check(scope, route, required)
+            if refusal is not None:
+                await self.refuse(scope, receive, seen, refusal, browser)
+                return
+            # 7. The answer.
+            if route.kind == "product":
+                await self.product(route, required, scope, receive, send, cookie)
+            elif route.kind == "page":
+                await self.page(route, scope, receive, seen, cookie)
+            elif route.kind == "bare":
+                await self.to_slash(scope, receive, send)
+            else:  # no route; a blocked rule path (404, as if absent); 400: unreadable for rules
+                await self.refuse(scope, receive, seen, _unserved(route), browser)
         finally:
             self.observer.done(scope, seen)
 
-    async def dispatch(self, scope: Scope, receive: Receive, send: Seen, inbound: Inbound) -> None:
-        """`send` remembers the route and the status (observe.py)."""
-        self.proxies.apply(scope, inbound)
-        scope["headers"] = inbound.headers
-        # 3. What cannot be read one way is refused before anything reads it.
-        if self.limits.headers_refused(inbound):
-            await self.refuse(scope, receive, send, Refusal(431))
-            return
-        if is_ambiguous(scope):
-            await self.refuse(scope, receive, send, Refusal(400))
-            return
-        # A browser's cookies belong to the name it used: at another name, it is sent to
-        # base_url's before it could sign in where its session would not count.
-        location = self.hosts.elsewhere(scope, inbound)
-        if location is not None:
-            await self.hosts.send_there(Outgoing(send, self.headers, product=False), location)
-            return
-        # 4. Who is calling (anonymous when no credential is good); never a refusal itself.
-        cookie = await self.identity.identify(scope, inbound)
-        # 5-6. The route, and its rules.
-        route = send.route = self.routes.match(scope["path"])
-        refusal = self.guard.check(scope, route)
-        if refusal is not None:
-            await self.refuse(scope, receive, send, refusal)
-            return
-        # 7. The answer.
-        if route.kind == "product":
-            await self.product(route, scope, receive, send, cookie)
-        elif route.kind == "page":
-            await self.page(route, scope, receive, send, cookie)
-        elif route.kind == "bare":
-            await self.to_slash(scope, receive, send)
-        else:  # no route; a blocked rule path (404, as if absent); 400: unreadable for the rules
-            await self.refuse(scope, receive, send, _unserved(route))
-
-    async def product(
-        self, route: PortalRoute, scope: Scope, receive: Receive, send: Send, cookie: bytes | None
-    ) -> None:
+    def product(
+        self,
+        route: PortalRoute,
+        required: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        cookie: bytes | None,
+    ) -> Awaitable[None]:
+        """The product's answer (to await: not a coroutine of its own, one frame less a request)."""
         root_path = scope.get("root_path", "")
         scope["app_root_path"] = scope.get("app_root_path", root_path)
         scope["root_path"] = root_path + route.path
-        scope["portal"] = {"mount": route.path, "level": route.required()}
+        scope["portal"] = {"mount": route.path, "level": required}
         outgoing = Outgoing(
             send, self.headers, product=True, cookie=cookie, cookie_name=self.cookie_name
         )
         assert route.app is not None
-        await self._answer(route.app, scope, receive, outgoing)
+        return self._answer(route.app, scope, receive, outgoing)
 
     async def page(
-        self, route: PortalRoute, scope: Scope, receive: Receive, send: Send, cookie: bytes | None
+        self, route: PortalRoute, scope: Scope, receive: Receive, seen: Seen, cookie: bytes | None
     ) -> None:
         body = await self.limits.capped_body(scope, receive)
         if body is None:
-            await self.refuse(scope, receive, send, Refusal(413))
+            await self.refuse(scope, receive, seen, plain(413))
             return
         outgoing = Outgoing(
-            send,
+            seen.forward,
             self.headers,
             product=False,
             no_store=scope["path"].startswith("/auth/"),
@@ -202,13 +219,15 @@ class RequestPath:
         assert route.app is not None
         await self._answer(route.app, scope, body, outgoing)
         if outgoing.status in DENIALS:  # a page's own refusal (a failed sign-in, a 405...)
-            await self.denials.record(scope, outgoing.status)
+            recording = self.denials.record(scope, outgoing.status)
+            if recording is not None:
+                await recording
 
     async def _answer(self, app: ASGIApp, scope: Scope, receive: Receive, send: Outgoing) -> None:
         """Run the page or product; an error it lets out is logged here, and answered 500
         (never a traceback) when it had not started its answer."""
         try:
-            await app(scope, receive, send)
+            await app(scope, receive, send.__call__)  # bound: cheaper to call than the object
         except ClientDisconnect:
             # the client left while the page or product read its body: nobody to answer and
             # nothing broken, and a traceback per dropped request would let anyone flood the log
@@ -228,23 +247,39 @@ class RequestPath:
             return
         await send_response(outgoing, 307, b"", "text/plain", [(b"location", target.encode())])
 
-    async def refuse(self, scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
-        refusing(refusal)
-        outgoing = Outgoing(send, self.headers, product=False)
-        await refuse(
-            scope,
-            receive,
-            outgoing,
-            refusal.status,
-            title=self.title,
-            frame=self.frame,
-            detail=refusal.text,
-            redirect=refusal.redirect,
-            error=refusal.error,
-        )
+    async def refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        seen: Seen,
+        refusal: Refusal,
+        browser: bool | None = None,
+    ) -> None:
+        seen.refusal = reason(refusal)  # for the metrics (observe.py)
+        if refusal.status == 401 and browser is False and scope["type"] == "http":
+            # the most frequent refusal (anyone may flood it): its answer was made once
+            await send_prepared(seen.forward, self.unauthorized)
+            status = 401
+        else:
+            outgoing = Outgoing(seen.forward, self.headers, product=False)
+            await refuse(
+                scope,
+                receive,
+                outgoing,
+                refusal.status,
+                title=self.title,
+                frame=self.frame,
+                detail=refusal.text,
+                redirect=refusal.redirect,
+                error=refusal.error,
+                browser=browser,
+            )
+            status = outgoing.status
         # by what was answered: a browser sent to sign in (303) is not a denial
-        if outgoing.status in DENIALS or refusal.event != "denied":
-            await self.denials.record(scope, refusal.status, refusal.event, **refusal.detail)
+        if status in DENIALS or refusal.event != "denied":
+            recording = self.denials.record(scope, refusal.status, refusal.event, **refusal.detail)
+            if recording is not None:  # None: past the audit's rate, counted only
+                await recording
 
 
 def _provider_bearer(runtime: Runtime) -> list[BearerAuthenticator]:
@@ -310,10 +345,18 @@ def _rule_route(
     )
 
 
+def _unauthorized(headers: SecurityHeaders) -> Prepared:
+    """The JSON 401, as `answers.refuse` and `Outgoing` make it (tests/test_answers.py), made
+    once: a refused flood should cost next to nothing."""
+    made = response_headers(UNAUTHORIZED_BODY, "application/json", UNAUTHORIZED_HEADERS)
+    final = headers.headers_for(made, product=False)
+    return Prepared(401, tuple(final), UNAUTHORIZED_BODY)
+
+
 def _unserved(route: PortalRoute) -> Refusal:
     if route.rule:  # a blocked path: the client sees a 404, the audit log the rule
         return Refusal(route.status, "rule.blocked", {"rule": route.rule})
-    return Refusal(route.status)
+    return plain(route.status)
 
 
 def build_pages(runtime: Runtime) -> Starlette:

@@ -47,7 +47,8 @@ class Levels:
         if held is None:
             return False
         ranks = self._ranks
-        return ranks.get(held, 0) >= ranks.get(required, len(ranks)) >= 1
+        need = ranks.get(required)  # None: an unknown level, which nobody reaches
+        return need is not None and need >= 1 and ranks.get(held, 0) >= need
 
     def scopes(self, level: str) -> list[str]:
         """Cumulative scopes: `devel` gives `access:stable access:ea access:devel`."""

@@ -42,8 +42,9 @@ _HEADER = b"x-request-id"
 
 
 class Seen:
-    """One request as it goes: the `send` that remembers the status, and what the request path
-    learns about the request on the way."""
+    """One request as it goes: its `send` (`forward`) that remembers the status, and what the
+    request path learns about the request on the way. Made, it is `CURRENT` until
+    `Observer.done()`."""
 
     __slots__ = (
         "method",
@@ -67,11 +68,14 @@ class Seen:
         self.route: Route | None = None  # None: refused before the route was looked up
         self.status = 0  # 0 until the answer started
         self.refusal: str | None = None  # the portal's refusal, by reason
-        self.token: Token[Seen | None] | None = None
+        self.token: Token[Seen | None] = CURRENT.set(self)
 
-    def __call__(self, message: Message) -> Awaitable[None]:
-        # not a coroutine of its own: the server's send is awaited directly
+    def forward(self, message: Message) -> Awaitable[None]:
+        """The request's `send`: the server's, remembering the status. Not a coroutine of its
+        own: the server's send is awaited directly."""
         kind = message["type"]
+        if kind == "http.response.body":  # the most frequent, first
+            return self.send(message)
         if kind in _STARTS:
             self.status = int(message["status"])
         elif kind == "websocket.accept":
@@ -115,12 +119,11 @@ class Observer:
 
     def start(self, scope: Scope, inbound: Inbound, send: Send) -> Seen:
         """Before `proxies.apply`: the peer is still the one that connected."""
-        given = self._from_proxy(scope, inbound.forwarded) if inbound.forwarded else None
+        forwarded = inbound.forwarded
+        given = self._from_proxy(scope, forwarded) if forwarded else None
         request_id = given or b"%b%016x" % (self.prefix, next(self.counter))
         inbound.headers.append((_HEADER, request_id))
-        seen = Seen(send, request_id, scope)
-        seen.token = CURRENT.set(seen)
-        return seen
+        return Seen(send, request_id, scope)  # and CURRENT is the request's until done()
 
     def _from_proxy(self, scope: Scope, forwarded: list[tuple[bytes, bytes]]) -> bytes | None:
         sent = [value for name, value in forwarded if name.lower() == _HEADER]
@@ -135,19 +138,16 @@ class Observer:
 
     def done(self, scope: Scope, seen: Seen) -> None:
         seconds = perf_counter() - seen.started
-        if seen.token is not None:
-            CURRENT.reset(seen.token)
+        CURRENT.reset(seen.token)
         route = seen.route
         if route is None:
             mount = "none"
         else:
             mount = route.path or ("portal" if route.kind == "page" else "none")
         method = seen.method
-        if method not in METHODS:
-            method = "other"
         status = seen.status
-        tallies = self.metrics.tallies
-        key = (mount, method, status)
+        key = (mount, method if method in METHODS else "other", status)
+        tallies = self.metrics.tallies  # a new dictionary after each flush
         tally = tallies.get(key)
         if tally is None:
             tally = tallies[key] = Tally()

@@ -27,4 +27,5 @@ class Policy:
         override = self.directory.mount_levels.get(path)
         if override and override in self.levels:
             return override
-        return self.configured.get(path, self.levels.highest)
+        level = self.configured.get(path)  # asked at every request: no default made in vain
+        return self.levels.highest if level is None else level

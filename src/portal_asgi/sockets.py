@@ -26,7 +26,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from . import access
 from .answers import refuse
@@ -301,10 +301,12 @@ class SocketSession:
         self.registry = registry
         self.required = required
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "websocket":  # the product's own coroutine, no frame of ours
+            return self.app(scope, receive, send)
+        return self._socket(scope, receive, send)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         socket = self.registry.open(scope, receive, send, self.required)
         if socket is None:
             logger.warning("websocket refused on %s: too many open sockets", scope.get("path"))

@@ -33,10 +33,6 @@ def is_cross_site(scope: Scope, origin: str) -> bool:
     return False  # neither: not a browser (or one older than Origin on POST), judged on credentials
 
 
-def is_unsafe(scope: Scope) -> bool:
-    return scope["type"] == "http" and scope.get("method", "GET") not in SAFE_METHODS
-
-
 def on_session(scope: Scope) -> bool:
     """The session cookie speaks for this request (not a Bearer token, not nobody)."""
     user = scope.get("user")

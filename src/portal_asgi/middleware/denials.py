@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 
 from ..answers import header
 from ..audit import DenialSampler, record
@@ -27,10 +28,25 @@ class Denials:
         self.db = db
         self.sampler = DenialSampler(per_minute)
 
-    async def record(
+    def record(
         self, scope: Scope, status: int, event: str = "denied", **detail: object
-    ) -> None:
+    ) -> Awaitable[None] | None:
+        """Count a denial; the write to await, or None past the rate when nothing is due (not
+        a coroutine of its own: a flood of refusals makes none)."""
         keep, suppressed = self.sampler.admit(time.monotonic())
+        if not keep and not suppressed:
+            return None
+        return self._write(scope, status, event, keep, suppressed, detail)
+
+    async def _write(
+        self,
+        scope: Scope,
+        status: int,
+        event: str,
+        keep: bool,
+        suppressed: int,
+        detail: dict[str, object],
+    ) -> None:
         try:
             if suppressed:
                 await record(self.db, "denied.suppressed", count=suppressed)

@@ -7,6 +7,8 @@ whatever the product said: a shared cache must never hand one person's cookie to
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from ..types import Message, Send
 
 Headers = list[tuple[bytes, bytes]]
@@ -51,13 +53,10 @@ class SecurityHeaders:
 
     def headers_for(self, headers: Headers, *, product: bool, no_store: bool = False) -> Headers:
         """`headers` of an answer by a product or by the portal (`no_store`: its auth pages)."""
-        cookie = False
-        present = set()
+        present = []  # a loop, not a comprehension: there are only a few
         for name, _ in headers:
-            name = name.lower()
-            present.add(name)
-            cookie = cookie or name == b"set-cookie"
-        if cookie:
+            present.append(name.lower())
+        if b"set-cookie" in present:
             headers = _replace(headers, b"cache-control", b"private, no-store")
         elif no_store:
             headers = _replace(headers, b"cache-control", b"no-store")
@@ -89,24 +88,29 @@ class Outgoing:
         self.product = product
         self.no_store = no_store
         self.cookie = cookie
-        self.cookie_name = cookie_name + b"="
+        self.cookie_name = cookie_name  # only read when `cookie` is set
         self.status = 0  # 0 until the answer started
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # not a coroutine of its own: the `send` it wraps is awaited directly
         kind = message["type"]
+        if kind == "http.response.body":  # the most frequent, first
+            return self.send(message)
         if kind == "http.response.start" or kind == "websocket.http.response.start":
             self.status = int(message["status"])
-            headers = list(message.get("headers", ()))
-            if self.cookie is not None and not any(
-                k.lower() == b"set-cookie" and v.startswith(self.cookie_name) for k, v in headers
-            ):  # a response that sets the session cookie itself (login, logout) wins
-                headers.append((b"set-cookie", self.cookie))
+            headers = [*message.get("headers", ())]
+            if self.cookie is not None:
+                prefix = self.cookie_name + b"="
+                if not any(  # a response that sets the session cookie itself (login, logout) wins
+                    k.lower() == b"set-cookie" and v.startswith(prefix) for k, v in headers
+                ):
+                    headers.append((b"set-cookie", self.cookie))
             message["headers"] = self.policy.headers_for(
                 headers, product=self.product, no_store=self.no_store
             )
         elif kind == "websocket.accept" or kind == "websocket.close":
             self.status = self.status or 101
-        await self.send(message)
+        return self.send(message)
 
 
 def _replace(headers: Headers, name: bytes, value: bytes) -> Headers:

@@ -65,7 +65,7 @@ class Hosts:
 
     def elsewhere(self, scope: Scope, inbound: Inbound) -> bytes | None:
         """The `Location` at base_url for a browser that came by another name, or None."""
-        if scope["type"] != "http" or not is_browser(scope):
+        if scope["type"] != "http" or not is_browser(scope, inbound.accept):
             return None
         host = header(scope, b"host")
         if not host or normal_host(host, self.scheme) == self.host:

@@ -6,6 +6,7 @@ without a valid credential is anonymous, and the route decides what anonymous ma
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ TOKEN_TYPES = {"session": claims.SESSION, "token": claims.API}
 BearerAuthenticator = Callable[[str], Awaitable[PortalUser | None]]
 
 ANONYMOUS = UnauthenticatedUser()
+NONE = ("", "", "")  # no Authorization header, partitioned
 NO_SCOPES = AuthCredentials()
 CACHE_SIZE = 10_000
 
@@ -48,6 +50,9 @@ class Known:
     user: PortalUser
     claims: dict[str, Any]
     headers: tuple[tuple[bytes, bytes], ...]  # the trusted X-Portal-* headers
+    credentials: AuthCredentials  # scope["auth"]
+    # from when a session's cookie is re-issued (claims.needs_refresh): never for an API token
+    refresh_from: float = math.inf
 
 
 class Identity:
@@ -67,6 +72,7 @@ class Identity:
         self.cookie = cookie
         self.idle_timeout = idle_timeout
         self.bearer = bearer or []
+        self.cookie_name = cookie.name
         self._scopes: dict[str, AuthCredentials] = {}
         self._known: dict[str, Known] = {}  # token -> verdict, oldest first
         # A change makes every verdict stale: forget them, and the verified tokens of revoked
@@ -88,20 +94,24 @@ class Identity:
 
     async def identify(self, scope: Scope, inbound: Inbound) -> bytes | None:
         """Set who is calling; the re-issued session cookie to send, when one is due."""
-        found = await self.authenticate(scope, inbound)
+        found = self._portal_caller(scope, inbound)
+        if isinstance(found, str):  # a Bearer token that is not the portal's
+            provider = await self._provider_user(found)
+            if provider is not None:  # the provider's access token
+                scope["user"], scope["auth"] = provider, self._credentials(provider.level)
+                inbound.headers += _trusted_headers(provider)
+                return None
+            found = None
         if found is None:
             scope["user"], scope["auth"] = ANONYMOUS, NO_SCOPES
             return None
-        if isinstance(found, PortalUser):  # the provider's access token
-            user, headers, session = found, tuple(_trusted_headers(found)), None
-        else:
-            user, headers = found.user, found.headers
-            session = found.claims if user.via == "session" else None
-        scope["user"], scope["auth"] = user, self._credentials(user.level)
-        inbound.headers += headers
-        if session is None or scope["type"] != "http":
-            return None
+        user = found.user
+        scope["user"], scope["auth"] = user, found.credentials
+        inbound.headers += found.headers
         now = time.time()
+        if now < found.refresh_from or scope["type"] != "http":
+            return None
+        session = found.claims
         if not claims.needs_refresh(session, now=now, idle_timeout=self.idle_timeout):
             return None
         fresh = claims.refreshed(
@@ -116,9 +126,11 @@ class Identity:
             self._scopes[level] = found
         return found
 
-    async def authenticate(self, scope: Scope, inbound: Inbound) -> Known | PortalUser | None:
-        """The portal token that speaks for the caller, or the provider's user, or None."""
-        scheme, _, token = inbound.authorization.partition(" ")
+    def _portal_caller(self, scope: Scope, inbound: Inbound) -> Known | str | None:
+        """The portal token that speaks for the caller; or a Bearer token that is not the
+        portal's, for the provider to judge; or None. Not a coroutine: the portal's own
+        tokens need no waiting."""
+        scheme, _, token = inbound.authorization.partition(" ") if inbound.authorization else NONE
         # Only a Bearer token speaks for the caller here; another scheme (Basic from an auth
         # proxy in front of the portal) is not ours, and the session cookie decides.
         if scheme.lower() == "bearer":
@@ -129,18 +141,22 @@ class Identity:
             if found is not None:
                 self.directory.saw(found.user.sid)
                 return found
-            for authenticate in self.bearer:
-                user = await authenticate(bearer)
-                if user is not None:
-                    standing = access.standing(self.directory, user, time.time())
-                    return user if standing == access.GOOD else None
-            return None
-        cookie = read_cookie(inbound.cookie, self.cookie.name) if inbound.cookie else None
+            return bearer if self.bearer else None
+        cookie = read_cookie(inbound.cookie, self.cookie_name) if inbound.cookie else None
         if cookie:
             known = self._portal_token(cookie, via="session", scope=scope)
             if known is not None:
                 self.directory.saw(known.user.sid)
             return known
+        return None
+
+    async def _provider_user(self, bearer: str) -> PortalUser | None:
+        """The provider's user for a Bearer token that is not the portal's, or None."""
+        for authenticate in self.bearer:
+            user = await authenticate(bearer)
+            if user is not None:
+                standing = access.standing(self.directory, user, time.time())
+                return user if standing == access.GOOD else None
         return None
 
     def _portal_token(self, token: str, *, via: str, scope: Scope) -> Known | None:
@@ -160,10 +176,15 @@ class Identity:
             self._known.pop(token, None)
             return None
         user, claims = found
-        ends = float(claims["exp"])
+        exp = ends = float(claims["exp"])
+        refresh_from = math.inf
         if via == "session":
             ends = min(ends, float(claims.get("sxp", ends)))
-        known = Known(version, ends, user, claims, tuple(_trusted_headers(user)))
+            if float(claims.get("sxp", exp)) > exp:  # as claims.needs_refresh has it
+                refresh_from = exp - self.idle_timeout / 2
+        headers = tuple(_trusted_headers(user))
+        credentials = self._credentials(user.level)
+        known = Known(version, ends, user, claims, headers, credentials, refresh_from)
         if len(self._known) >= CACHE_SIZE:
             del self._known[next(iter(self._known))]
         self._known[token] = known

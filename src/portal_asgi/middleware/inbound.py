@@ -25,6 +25,8 @@ _FORWARDING = (
 )
 # a cheap first test before the exact one (ASGI names are lower case; a server may not be)
 _SUSPECT = frozenset((b"x", b"X", b"f", b"F", b"t", b"T"))
+# what the portal itself reads (ASGI names are lower case)
+_READ = frozenset((b"cookie", b"authorization", b"accept"))
 
 
 def is_portal_header(name: bytes) -> bool:
@@ -43,29 +45,33 @@ class Inbound:
     cookie: str = ""
     authorization: str = ""
     forwarded: Headers = field(default_factory=list)  # what the client sent, dropped above
+    accept: str = ""  # the first Accept header (is this a browser's navigation: answers.py)
 
 
 def read(scope: Scope) -> Inbound:
     kept: Headers = []
-    inbound = Inbound(kept)
-    cookies: list[str] = []
+    forwarded: Headers = []
+    cookie = authorization = accept = ""
     size = 0
     raw = scope.get("headers") or ()
-    for name, value in raw:
+    for header in raw:
+        name, value = header
         size += len(name) + len(value)
         if name[:1] in _SUSPECT:
             normal = name.lower().replace(b"_", b"-")
             if normal.startswith(_PORTAL):
                 continue
             if normal.startswith(_FORWARDING):
-                inbound.forwarded.append((name, value))  # as sent: `x_forwarded_for` is not it
+                forwarded.append(header)  # as sent: `x_forwarded_for` is not it
                 continue
-        elif name == b"cookie":
-            cookies.append(value.decode("latin-1"))
-        elif name == b"authorization" and not inbound.authorization:
-            inbound.authorization = value.decode("latin-1")
-        kept.append((name, value))
-    inbound.count = len(raw)
-    inbound.size = size
-    inbound.cookie = "; ".join(cookies)
-    return inbound
+        elif name in _READ:
+            if name == b"cookie":
+                # several Cookie headers (HTTP/2 may split one) read as one: RFC 9113 8.2.3
+                text = value.decode("latin-1")
+                cookie = f"{cookie}; {text}" if cookie else text
+            elif name == b"authorization":
+                authorization = authorization or value.decode("latin-1")
+            else:
+                accept = accept or value.decode("latin-1")
+        kept.append(header)
+    return Inbound(kept, len(raw), size, cookie, authorization, forwarded, accept)
