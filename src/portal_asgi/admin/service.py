@@ -336,9 +336,7 @@ async def _verify_own_password(ctx: Context, actor: Actor, password: str, field:
             raise TooManyAttempts(attempt.retry_after)
     found = await store.check_password(ctx.db, actor.username, password, hashing=ctx.hashing)
     if found is None:
-        await audit.record(
-            ctx.db, "reauth.failed", username=actor.username, client=actor.client, by=actor.username
-        )
+        await _audited(ctx, actor, "reauth.failed", actor.username)
         if attempt is not None and ctx.regulator is not None:
             retry_after = await ctx.regulator.failed(attempt)
             if retry_after:
@@ -359,6 +357,13 @@ async def reauthenticate(ctx: Context, actor: Actor, password: str) -> None:
     if not await accounts.reauthenticated(ctx.db, actor.sid):
         raise BadRequest("this session has ended; sign in again")
     await audit.record(ctx.db, "reauth", username=actor.username, client=actor.client)
+
+
+async def _audited(ctx: Context, actor: Actor, event: str, username: str, **detail: object) -> None:
+    """An admin change in the audit log, with the admin who made it and from where."""
+    await audit.record(
+        ctx.db, event, username=username, client=actor.client, by=actor.username, **detail
+    )
 
 
 # --- users -------------------------------------------------------------------------------------
@@ -424,14 +429,8 @@ async def create_user(
         )
     except UserError as exc:  # the name was taken meanwhile
         raise Exists(str(exc)) from None
-    await audit.record(
-        ctx.db,
-        "user.add",
-        username=username,
-        client=actor.client,
-        by=actor.username,
-        level=level,
-        one_time_password=generated is not None,
+    await _audited(
+        ctx, actor, "user.add", username, level=level, one_time_password=generated is not None
     )
     await ctx.refresh()
     return Created(user, generated)
@@ -478,9 +477,7 @@ async def update_user(
     if email is not None and email != before.email:
         changes.append(("user.email", {"email": email, "was": before.email}))
     for event, detail in changes:
-        await audit.record(
-            ctx.db, event, username=username, client=actor.client, by=actor.username, **detail
-        )
+        await _audited(ctx, actor, event, username, **detail)
     await ctx.refresh()
     return user
 
@@ -523,12 +520,11 @@ async def reset_password(
         )
     except UserError:
         raise NotFound(f"no user named {username!r}") from None
-    await audit.record(
-        ctx.db,
+    await _audited(
+        ctx,
+        actor,
         "user.password.reset",
-        username=username,
-        client=actor.client,
-        by=actor.username,
+        username,
         one_time_password=generated is not None,
         must_change=must_change,
     )
@@ -549,9 +545,7 @@ async def delete_user(ctx: Context, actor: Actor, username: str) -> None:
         raise LastAdmin(f"{exc}: make another user {ctx.levels.highest} first") from None
     except UserError:
         raise NotFound(f"no user named {username!r}") from None
-    await audit.record(
-        ctx.db, "user.delete", username=username, client=actor.client, by=actor.username
-    )
+    await _audited(ctx, actor, "user.delete", username)
     await ctx.refresh()
 
 
@@ -561,14 +555,7 @@ async def sign_out_everywhere(ctx: Context, actor: Actor, username: str) -> int:
         count = await accounts.revoke_everything(ctx.db, username)
     except UserError:
         raise NotFound(f"no user named {username!r}") from None
-    await audit.record(
-        ctx.db,
-        "user.sign_out",
-        username=username,
-        client=actor.client,
-        by=actor.username,
-        count=count,
-    )
+    await _audited(ctx, actor, "user.sign_out", username, count=count)
     await ctx.refresh()
     return count
 
@@ -579,14 +566,7 @@ async def sign_out_other_sessions(ctx: Context, actor: Actor) -> int:
         count = await accounts.revoke_all_but(ctx.db, actor.username, actor.sid)
     except UserError:
         raise NotFound(f"no user named {actor.username!r}") from None
-    await audit.record(
-        ctx.db,
-        "user.sign_out_others",
-        username=actor.username,
-        client=actor.client,
-        by=actor.username,
-        count=count,
-    )
+    await _audited(ctx, actor, "user.sign_out_others", actor.username, count=count)
     await ctx.refresh()
     return count
 
@@ -617,14 +597,7 @@ async def revoke_session(
         raise NotFound("no such session or token in force")
     await store.revoke_session(ctx.db, found.id)
     event = "token.revoke" if found.kind == "api" else "session.revoke"
-    await audit.record(
-        ctx.db,
-        event,
-        username=found.username,
-        client=actor.client,
-        by=actor.username,
-        sid=found.id[:8],
-    )
+    await _audited(ctx, actor, event, found.username, sid=found.id[:8])
     await ctx.refresh()
     return found
 
@@ -661,16 +634,7 @@ async def mint_token(
     token = ctx.codec.sign(
         claims.api_token(ctx.levels, opened.username, opened, sid=sid, now=now, ttl=seconds)
     )
-    await audit.record(
-        ctx.db,
-        "token.mint",
-        username=username,
-        client=actor.client,
-        by=actor.username,
-        sid=sid[:8],
-        ttl=int(seconds),
-        label=label,
-    )
+    await _audited(ctx, actor, "token.mint", username, sid=sid[:8], ttl=int(seconds), label=label)
     expires = dt.datetime.fromtimestamp(now + int(seconds), dt.UTC).replace(tzinfo=None)
     return Minted(sid, token, username, label, expires)
 
@@ -694,13 +658,7 @@ async def change_password(ctx: Context, actor: Actor, current: str, new: str) ->
         raise NotFound(f"no user named {actor.username!r}") from None
     if actor.via == "session" and actor.sid:
         await accounts.reauthenticated(ctx.db, actor.sid)
-    await audit.record(
-        ctx.db,
-        "user.password.change",
-        username=actor.username,
-        client=actor.client,
-        by=actor.username,
-    )
+    await _audited(ctx, actor, "user.password.change", actor.username)
     await ctx.refresh()
 
 
